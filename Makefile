@@ -1,0 +1,83 @@
+# The front door: every project task is a target here. `make help` lists them.
+SHELL := /bin/bash
+# Triton's python backend stub is linked against the system's Python 3.11, so the project's
+# virtual environment is made from it (see docs/local-stack.md).
+SYSTEM_PYTHON ?= /usr/bin/python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up down status demo test test-unit test-integration lint format proto \
+	proto-check asyncapi asyncapi-check compose-check k8s-check check bench clean
+
+help: ## List every target
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(SYSTEM_PYTHON) || { echo "installing Python 3.11 and venv from Debian"; \
+		apt-get update -qq && apt-get install -y -qq python3.11 python3.11-venv python3.11-dev; }
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[all,dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the project with every extra
+
+up: setup ## Start the local stack (broker, Triton, Redis, database, services)
+	$(VENV)/bin/interns up
+
+down: ## Stop the local stack
+	$(VENV)/bin/interns down
+
+status: ## Show each part of the local stack: health, address, pid
+	$(VENV)/bin/interns status
+
+demo: setup ## The main job: bring the stack up and run the demo (extra arguments: DEMO_ARGS)
+	$(VENV)/bin/interns demo $(DEMO_ARGS)
+
+test: setup ## Every test tier: unit, service and integration (real components)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## Unit and service tests only (no real components)
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: setup ## Integration tests only (start the real broker, Triton, database, Redis)
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: setup ## ruff: lint and format check
+	$(VENV)/bin/ruff check services tests scripts
+	$(VENV)/bin/ruff format --check services tests scripts
+
+format: setup ## ruff: fix what can be fixed and format
+	$(VENV)/bin/ruff check --fix services tests scripts
+	$(VENV)/bin/ruff format services tests scripts
+
+proto: setup ## Regenerate the gRPC stubs in services/api from proto/
+	PYTHON=$(PY) scripts/gen_proto.sh
+
+proto-check: setup ## Fail when the committed gRPC stubs are stale
+	PYTHON=$(PY) scripts/gen_proto.sh --check
+
+asyncapi: setup ## Write docs/asyncapi.yaml from the event models
+	$(VENV)/bin/interns asyncapi
+
+asyncapi-check: setup ## Fail when docs/asyncapi.yaml is stale
+	$(VENV)/bin/interns asyncapi --check
+
+compose-check: setup ## Validate docker-compose.yml against the Compose Specification
+	CHECK_JSONSCHEMA=$(VENV)/bin/check-jsonschema PYTHON=$(PY) scripts/validate_compose.sh
+
+k8s-check: setup ## Check the Kubernetes manifests
+	PYTHON=$(PY) scripts/validate_k8s.sh
+
+check: lint proto-check asyncapi-check compose-check k8s-check ## Every static check CI runs
+
+bench: setup ## Every benchmark (writes bench-results/*.json)
+	@echo "no benchmark exists yet: they arrive with the collector, miner, trainer and rollout work"
+
+clean: ## Remove the virtual environment and the local state
+	rm -rf $(VENV) .interns demo-out bench-results

@@ -1,0 +1,199 @@
+"""The `interns` command: the local stack, the demo, the database and the contracts."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interns.common.settings import load_settings
+from interns.stack.components import MissingPart
+from interns.stack.settings import StackSettings
+
+app = typer.Typer(no_args_is_help=True, help="Interns: small models that take over an agent's routine LLM calls.")
+db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
+probe_app = typer.Typer(no_args_is_help=True, help="Health probes (exit 0 when healthy).")
+app.add_typer(db_app, name="db")
+app.add_typer(probe_app, name="probe")
+console = Console()
+errors = Console(stderr=True)
+
+StateDir = Annotated[
+    Path | None, typer.Option(help="State folder (logs, pids, database); INTERNS_STATE_DIR")
+]
+
+
+def _settings(state_dir: Path | None) -> StackSettings:
+    settings = load_settings(StackSettings)
+    if state_dir is not None:
+        settings.state_dir = state_dir
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def up(state_dir: StateDir = None) -> None:
+    """Start the local stack (broker, Triton, Redis, database, every service) and wait
+    until each part is healthy."""
+    from interns.stack.supervisor import StackError
+    from interns.stack.supervisor import up as stack_up
+
+    settings = _settings(state_dir)
+    started = time.monotonic()
+    try:
+        with console.status("starting the local stack") as spinner:
+            stack_up(settings, lambda line: (console.print(f"  {line}"), spinner.update(line)))
+    except (StackError, MissingPart) as error:
+        raise _fail(str(error)) from None
+    console.print(
+        f"[green]stack healthy[/] in {time.monotonic() - started:.1f}s;"
+        f" logs in {settings.state_dir / 'logs'}"
+    )
+    _print_status(settings)
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop exactly what `interns up` started."""
+    from interns.stack.supervisor import down as stack_down
+
+    outcomes = stack_down(_settings(state_dir))
+    if not outcomes:
+        console.print("nothing to stop")
+    for name, outcome in outcomes:
+        console.print(f"  {name}: {outcome}")
+
+
+def _print_status(settings: StackSettings) -> bool:
+    from interns.stack.supervisor import status as stack_status
+
+    rows = stack_status(settings)
+    if not rows:
+        console.print("the stack is not running (start it with 'interns up')")
+        return False
+    table = Table("part", "health", "address", "pid", "log")
+    for row in rows:
+        health = f"[green]healthy[/] {row.detail}" if row.healthy else f"[red]down[/] {row.detail}"
+        table.add_row(row.name, health, row.address, str(row.pid or "-"), row.log)
+    console.print(table)
+    return all(row.healthy for row in rows)
+
+
+@app.command()
+def status(state_dir: StateDir = None) -> None:
+    """Show each part's health, address and pid (exit 1 when a part is down)."""
+    if not _print_status(_settings(state_dir)):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    workload: Annotated[
+        Path | None, typer.Option(help="Workload file (SGD by default, or OpenAI-format logs)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder of the report")] = Path("demo-out"),
+    limit: Annotated[int, typer.Option(min=1, help="Calls to replay")] = 200,
+    keep_running: Annotated[bool, typer.Option(help="Leave the stack up afterwards")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Bring the stack up (if it is not) and replay a workload through the gateway,
+    checking that every call is answered and its trace stored."""
+    from interns.cli.demo import run_demo
+    from interns.stack.supervisor import StackError, down as stack_down, load_state
+    from interns.stack.supervisor import up as stack_up
+
+    settings = _settings(state_dir)
+    if workload is not None:
+        settings.workload = str(workload.resolve())
+    started_here = not any(r.process() for r in load_state(settings))
+    began = time.monotonic()
+    try:
+        if started_here:
+            with console.status("starting the local stack") as spinner:
+                stack_up(settings, lambda line: (console.print(f"  {line}"), spinner.update(line)))
+            console.print(f"[green]stack healthy[/] in {time.monotonic() - began:.1f}s")
+        report = run_demo(settings, workload, out, limit, console)
+    except (StackError, MissingPart) as error:
+        raise _fail(str(error)) from None
+    finally:
+        if started_here and not keep_running:
+            stack_down(settings)
+            console.print("stack stopped (use --keep-running to leave it up)")
+    if not report["ok"]:
+        raise typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Run every migration against DATABASE_URL."""
+    from interns.common.db import redact_url
+    from interns.stack.supervisor import StackError, migrate_database
+
+    url = load_settings(StackSettings).resolved_database_url
+    try:
+        migrate_database(url)
+    except StackError as error:
+        raise _fail(str(error)) from None
+    console.print(f"database {redact_url(url)} is at the latest schema")
+
+
+@app.command()
+def asyncapi(
+    out: Annotated[Path, typer.Option(help="Where to write the document")] = Path(
+        "docs/asyncapi.yaml"
+    ),
+    check: Annotated[bool, typer.Option(help="Fail if the file is not up to date")] = False,
+) -> None:
+    """Write the AsyncAPI document of every Kafka event."""
+    from importlib.metadata import version
+
+    from interns.common.asyncapi import asyncapi_yaml
+
+    document = asyncapi_yaml(version("interns"))
+    if check:
+        if not out.exists() or out.read_text() != document:
+            raise _fail(f"{out} is stale: run 'make asyncapi'")
+        console.print(f"{out} is up to date")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document)
+    console.print(f"wrote {out}")
+
+
+@probe_app.command("grpc")
+def probe_grpc(address: str, service: str = "") -> None:
+    """Check a gRPC server's standard health service."""
+    from interns.stack.probes import probe_grpc as check
+
+    healthy, detail = check(address, service=service)
+    console.print(detail)
+    if not healthy:
+        raise typer.Exit(code=1)
+
+
+@probe_app.command("http")
+def probe_http(url: str) -> None:
+    """Check that an HTTP endpoint answers 200."""
+    from interns.stack.probes import probe_http as check
+
+    healthy, detail = check(url)
+    console.print(detail)
+    if not healthy:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:
+    app(prog_name="interns")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Database tables (SQLModel) and engine helpers.
+
+The schema is owned by Alembic (`services/common/migrations`): `upgrade_database` runs
+every migration, on SQLite (the embedded default) and on PostgreSQL alike. The
+trace-collector alone writes the `traces` table.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Field, SQLModel, create_engine
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Trace(SQLModel, table=True):
+    """One recorded LLM call, PII removed."""
+
+    __tablename__ = "traces"
+    __table_args__ = (
+        Index("ix_traces_tenant_session", "tenant_id", "session_id"),
+        Index("ix_traces_created_at", "created_at"),
+    )
+
+    trace_id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=128)
+    agent_id: str = Field(default="", max_length=128)
+    session_id: str = Field(default="", max_length=256)
+    source: str = Field(default="gateway", max_length=512)
+    created_at: datetime = Field(default_factory=_now)
+    request: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    route_target: str = Field(default="expert", max_length=16)
+    route_model: str = Field(default="", max_length=256)
+    route_model_version: int = 0
+    route_reason: str = Field(default="", max_length=512)
+    task_id: str | None = Field(default=None, max_length=64, index=True)
+    status: str = Field(default="ok", max_length=16)
+    error: str = ""
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    stored_at: datetime = Field(default_factory=_now)
+
+
+class Task(SQLModel, table=True):
+    """A recurring task mined from the traces."""
+
+    __tablename__ = "tasks"
+
+    task_id: str = Field(primary_key=True, max_length=64)
+    label: str = ""
+    signature: str = Field(default="", max_length=128, index=True)
+    size: int = 0
+    traffic_share: float = 0.0
+    output_kind: str = Field(default="text", max_length=16)
+    consistency: float = 0.0
+    replaceability: float = 0.0
+    expert_cost_usd: float = 0.0
+    first_seen: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class ModelVersion(SQLModel, table=True):
+    """One exported (or rejected) intern model version."""
+
+    __tablename__ = "model_versions"
+
+    model: str = Field(primary_key=True, max_length=128)
+    version: int = Field(primary_key=True)
+    task_id: str = Field(max_length=64, index=True)
+    base_model: str = ""
+    status: str = Field(default="registered", max_length=16)
+    scores: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    latency_ms: float = 0.0
+    size_bytes: int = 0
+    created_at: datetime = Field(default_factory=_now)
+
+
+class Rollout(SQLModel, table=True):
+    """The current route of a task."""
+
+    __tablename__ = "rollouts"
+
+    task_id: str = Field(primary_key=True, max_length=64)
+    signature: str = Field(default="", max_length=128)
+    target: str = Field(default="expert", max_length=128)
+    model_version: int = 0
+    mode: str = Field(default="off", max_length=16)
+    canary_share: float = 0.0
+    pinned: bool = False
+    changed_by: str = ""
+    reason: str = ""
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class RouteChange(SQLModel, table=True):
+    """Audit trail: every change of a route, who or what made it, and why."""
+
+    __tablename__ = "route_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(max_length=64, index=True)
+    target: str = Field(max_length=128)
+    model_version: int = 0
+    mode: str = Field(max_length=16)
+    canary_share: float = 0.0
+    pinned: bool = False
+    changed_by: str = ""
+    reason: str = ""
+    changed_at: datetime = Field(default_factory=_now)
+
+
+class TrainingJob(SQLModel, table=True):
+    """A fine-tuning job and its last known progress."""
+
+    __tablename__ = "training_jobs"
+
+    job_id: str = Field(primary_key=True, max_length=64)
+    task_id: str = Field(max_length=64, index=True)
+    base_model: str = ""
+    status: str = Field(default="queued", max_length=16)
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    eta_seconds: float | None = None
+    error: str = ""
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for `database_url`; SQLite gets WAL and a busy timeout so that several
+    processes can share the file, and its folder is created."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
+        url = url.set(drivername="postgresql+psycopg")
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def database_reachable(engine: Engine) -> bool:
+    """A readiness check: the database answers a trivial query."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return True
+
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def upgrade_database(database_url: str) -> None:
+    """Runs every Alembic migration against `database_url` (creating the schema)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = database_url
+    command.upgrade(config, "head")
+
+
+def redact_url(database_url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    return make_url(database_url).render_as_string(hide_password=True)

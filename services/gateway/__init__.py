@@ -1,0 +1,1 @@
+"""The gateway: the agents' front door."""

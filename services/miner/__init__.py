@@ -1,0 +1,1 @@
+"""The miner: finds recurring tasks in the stored traces (step S3)."""

@@ -1,0 +1,1 @@
+"""The router: decides per call whether the expert or an intern answers."""

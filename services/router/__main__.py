@@ -1,0 +1,63 @@
+"""Router service entry point.
+
+Consumes: `interns.rollouts.v1` (the routing table, read whole by every replica).
+Serves: `RouterService` over gRPC (ROUTER_PORT), health and metrics (ROUTER_OPS_PORT).
+Calls: the expert (EXPERT_BASE_URL); interns on Triton (TRITON_GRPC_ADDR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream.kafka import KafkaBroker
+
+from interns.api.v1 import router_pb2, router_pb2_grpc
+from interns.common.events import RolloutChanged
+from interns.common.grpc_server import GrpcServer
+from interns.common.lifecycle import wait_for_shutdown_signal
+from interns.common.logging import configure_logging, get_logger
+from interns.common.ops import OpsServer
+from interns.common.settings import load_settings
+from interns.router.expert import ExpertClient
+from interns.router.grpc_service import RouterServicer
+from interns.router.routing import RoutingTable
+from interns.router.serving import Router
+from interns.router.settings import RouterSettings
+
+log = get_logger(__name__)
+
+
+async def main() -> None:
+    settings = load_settings(RouterSettings)
+    configure_logging("router", settings.log_level, settings.log_format)
+    table = RoutingTable()
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-router")
+
+    @broker.subscriber(RolloutChanged.topic, auto_offset_reset="earliest")
+    async def on_rollout(change: RolloutChanged) -> None:
+        table.apply(change)
+
+    expert = ExpertClient(
+        settings.expert_base_url,
+        settings.expert_api_key,
+        settings.expert_timeout_s,
+        settings.expert_max_attempts,
+    )
+    router = Router(table, expert, settings.expert_model)
+    grpc_server = GrpcServer("router", f"{settings.host}:{settings.port}",
+                             [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name])
+    router_pb2_grpc.add_RouterServiceServicer_to_server(
+        RouterServicer(router, table), grpc_server.server
+    )
+    checks = {"kafka": lambda: broker.ping(timeout=2.0)}
+    async with broker, OpsServer("router", settings.ops_host, settings.ops_port, checks):
+        await broker.start()
+        async with grpc_server:
+            log.info("router serving", port=grpc_server.port, expert=settings.expert_base_url)
+            signal_name = await wait_for_shutdown_signal()
+            log.info("router stopping", signal=signal_name)
+    await expert.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,24 @@
+"""Router settings (prefix ROUTER_; the expert's under EXPERT_)."""
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from interns.common.settings import ServiceSettings, shared
+
+
+class RouterSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", populate_by_name=True)
+
+    host: str = Field("127.0.0.1", description="Address the gRPC server binds")
+    port: int = Field(50052, description="gRPC port")
+    ops_port: int = Field(19102, description="Port of /healthz, /readyz, /metrics")
+    triton_grpc_addr: str = shared("TRITON_GRPC_ADDR", "127.0.0.1:18001", "Triton's gRPC address")
+    expert_base_url: str = shared(
+        "EXPERT_BASE_URL", "http://127.0.0.1:18080/v1", "OpenAI-compatible base URL of the expert"
+    )
+    expert_model: str = shared("EXPERT_MODEL", "replay-expert", "The expert's model name")
+    expert_api_key: str = shared("EXPERT_API_KEY", "", "API key sent to the expert")
+    expert_timeout_s: float = shared("EXPERT_TIMEOUT_S", 60.0, "Upper bound of one expert call")
+    expert_max_attempts: int = shared(
+        "EXPERT_MAX_ATTEMPTS", 4, "Attempts per call on 429, 5xx and connection errors"
+    )

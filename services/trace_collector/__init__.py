@@ -1,0 +1,1 @@
+"""The trace-collector: Kafka traces into the database, validated and idempotent."""

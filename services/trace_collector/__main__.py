@@ -1,0 +1,46 @@
+"""Trace-collector service entry point.
+
+Consumes: `interns.traces.v1` (consumer group COLLECTOR_GROUP_ID; instances share partitions).
+Produces: rows in the `traces` table; `interns.deadletter.v1` for invalid records.
+Serves: health and metrics (COLLECTOR_OPS_PORT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream.kafka import KafkaBroker
+
+from interns.common.db import database_reachable, make_engine
+from interns.common.lifecycle import wait_for_shutdown_signal
+from interns.common.logging import configure_logging, get_logger
+from interns.common.ops import OpsServer
+from interns.common.settings import load_settings
+from interns.trace_collector.handlers import register
+from interns.trace_collector.settings import CollectorSettings
+
+log = get_logger(__name__)
+
+
+async def main() -> None:
+    settings = load_settings(CollectorSettings)
+    configure_logging("trace-collector", settings.log_level, settings.log_format)
+    engine = make_engine(settings.database_url)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-trace-collector")
+    register(broker, engine, settings)
+
+    checks = {
+        "kafka": lambda: broker.ping(timeout=2.0),
+        "database": lambda: asyncio.to_thread(database_reachable, engine),
+    }
+    async with broker, OpsServer("trace-collector", settings.ops_host, settings.ops_port, checks):
+        await broker.start()
+        log.info("trace-collector consuming", group=settings.group_id)
+        signal_name = await wait_for_shutdown_signal()
+        log.info("trace-collector stopping", signal=signal_name)
+    # Leaving the broker context stops the consumer after its in-flight batch is acked.
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

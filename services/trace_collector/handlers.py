@@ -1,0 +1,61 @@
+"""The collector's FastStream transport: a batch of trace records in, rows and dead letters out.
+
+Offsets are committed (acked) only after the database commit, so a crash redelivers the
+batch and the idempotent write absorbs the repeat. A bad record never stops the consumer:
+it goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy.engine import Engine
+
+from interns.common.events import DeadLetter, TraceRecorded
+from interns.common.logging import get_logger
+from interns.common.metrics import EVENTS_CONSUMED, EVENTS_PUBLISHED, TRACES_STORED
+from interns.trace_collector.settings import CollectorSettings
+from interns.trace_collector.store import RawRecord, parse_records, write_traces
+
+log = get_logger(__name__)
+
+
+async def _raw_values(message) -> list[Any]:
+    """Skips FastStream's JSON decoding: records are validated one by one in `store`."""
+    return [record.value for record in message.raw_message]
+
+
+def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -> None:
+    """Subscribes the collector's handler to the trace topic."""
+    dead_letters = broker.publisher(DeadLetter.topic, schema=DeadLetter)
+
+    @broker.subscriber(
+        TraceRecorded.topic,
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.batch_size,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_values,
+    )
+    async def store_traces(body: list[Any], message: KafkaMessage) -> None:
+        records = [
+            RawRecord(r.topic, r.partition, r.offset, r.value) for r in message.raw_message
+        ]
+        traces, dead = parse_records(records)
+        for letter in dead:
+            await dead_letters.publish(letter.model_dump(mode="json"), key=letter.key())
+            EVENTS_PUBLISHED.labels("trace-collector", DeadLetter.topic).inc()
+            log.warning("trace sent to dead letters", reason=letter.reason,
+                        partition=letter.source_partition, offset=letter.source_offset)
+        stored = await asyncio.to_thread(write_traces, engine, traces)
+        TRACES_STORED.labels("trace-collector").inc(stored)
+        EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "stored").inc(len(traces))
+        EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "dead_letter").inc(
+            len(dead)
+        )

@@ -1,0 +1,94 @@
+"""Validating trace records and writing them to the database, idempotently on trace id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from interns.common.db import Trace
+from interns.common.events import DeadLetter, TraceRecorded
+
+CONSUMER = "trace-collector"
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One Kafka record as consumed."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+def parse_records(
+    records: Iterable[RawRecord],
+) -> tuple[list[TraceRecorded], list[DeadLetter]]:
+    """Valid traces, and a dead letter (with the reason) for every record that is not one."""
+    traces: list[TraceRecorded] = []
+    dead: list[DeadLetter] = []
+    for record in records:
+        try:
+            traces.append(TraceRecorded.model_validate_json(record.value or b""))
+        except ValidationError as error:
+            dead.append(
+                DeadLetter(
+                    source_topic=record.topic,
+                    source_partition=record.partition,
+                    source_offset=record.offset,
+                    consumer=CONSUMER,
+                    reason=_describe(error),
+                    payload=(record.value or b"").decode("utf-8", errors="replace"),
+                )
+            )
+    return traces, dead
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for problem in error.errors()[:5]:
+        where = ".".join(str(part) for part in problem["loc"]) or "record"
+        problems.append(f"{where}: {problem['msg']}")
+    return "invalid trace event: " + "; ".join(problems)
+
+
+def trace_row(trace: TraceRecorded) -> dict:
+    """The `traces` row of a trace event."""
+    return {
+        "trace_id": trace.trace_id,
+        "tenant_id": trace.tenant_id,
+        "agent_id": trace.agent_id,
+        "session_id": trace.session_id,
+        "source": trace.source,
+        "created_at": trace.occurred_at,
+        "request": trace.request.model_dump(mode="json", exclude_none=True),
+        "response": trace.response.model_dump(mode="json", exclude_none=True)
+        if trace.response
+        else None,
+        "route_target": trace.route.target,
+        "route_model": trace.route.model,
+        "route_model_version": trace.route.model_version,
+        "route_reason": trace.route.reason,
+        "task_id": trace.route.task_id or None,
+        "status": trace.status,
+        "error": trace.error,
+        "latency_ms": trace.latency_ms,
+        "cost_usd": trace.cost_usd,
+    }
+
+
+def write_traces(engine: Engine, traces: Sequence[TraceRecorded]) -> int:
+    """Inserts `traces` in one transaction; a trace id already stored is skipped, so a
+    redelivered batch never duplicates. Returns the number of new rows."""
+    if not traces:
+        return 0
+    rows = list({trace.trace_id: trace_row(trace) for trace in traces}.values())
+    dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(Trace).on_conflict_do_nothing(index_elements=["trace_id"])
+    with engine.begin() as connection:
+        result = connection.execute(statement, rows)
+    return max(result.rowcount, 0)

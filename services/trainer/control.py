@@ -1,0 +1,154 @@
+"""Control-plane logic: read tasks, models, rollouts and jobs; change a task's route.
+
+Every route change is written to `rollouts` (current state) and `route_changes` (the
+audit trail) in one transaction, then published as a `RolloutChanged` event, which the
+routers apply live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from interns.common.db import ModelVersion, Rollout, RouteChange, Task, TrainingJob
+from interns.common.events import RolloutChanged
+
+Publish = Callable[[RolloutChanged], Awaitable[None]]
+MODES = ("shadow", "canary", "full")
+
+
+class ControlError(Exception):
+    """A control request that cannot be carried out; `kind` maps to a gRPC status."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind  # "invalid", "not_found" or "conflict"
+
+
+class ControlPlane:
+    def __init__(self, engine: Engine, publish: Publish):
+        self._engine = engine
+        self._publish = publish
+
+    # --- reads ----------------------------------------------------------------------
+
+    def list_tasks(self, limit: int) -> list[Task]:
+        with Session(self._engine) as session:
+            query = select(Task).order_by(col(Task.size).desc()).limit(limit or 100)
+            return list(session.exec(query))
+
+    def get_task(self, task_id: str) -> Task:
+        with Session(self._engine) as session:
+            task = session.get(Task, task_id)
+        if task is None:
+            raise ControlError("not_found", f"no task {task_id!r}")
+        return task
+
+    def list_models(self, task_id: str = "") -> list[ModelVersion]:
+        with Session(self._engine) as session:
+            query = select(ModelVersion).order_by(col(ModelVersion.created_at).desc())
+            if task_id:
+                query = query.where(ModelVersion.task_id == task_id)
+            return list(session.exec(query))
+
+    def list_rollouts(self) -> list[Rollout]:
+        with Session(self._engine) as session:
+            return list(session.exec(select(Rollout).order_by(Rollout.task_id)))
+
+    def list_jobs(self, task_id: str = "") -> list[TrainingJob]:
+        with Session(self._engine) as session:
+            query = select(TrainingJob).order_by(col(TrainingJob.created_at).desc())
+            if task_id:
+                query = query.where(TrainingJob.task_id == task_id)
+            return list(session.exec(query))
+
+    def get_job(self, job_id: str) -> TrainingJob:
+        with Session(self._engine) as session:
+            job = session.get(TrainingJob, job_id)
+        if job is None:
+            raise ControlError("not_found", f"no training job {job_id!r}")
+        return job
+
+    # --- changes --------------------------------------------------------------------
+
+    async def promote(
+        self, task_id: str, model: str, version: int, mode: str, share: float, by: str, reason: str
+    ) -> Rollout:
+        if mode not in MODES:
+            raise ControlError("invalid", f"mode: must be one of {', '.join(MODES)}")
+        if mode == "canary" and not 0 < share <= 1:
+            raise ControlError("invalid", "canary_share: must be above 0 and at most 1")
+        with Session(self._engine) as session:
+            if session.get(ModelVersion, (model, version)) is None:
+                raise ControlError("not_found", f"no model {model!r} version {version}")
+            current = session.get(Rollout, task_id)
+        if current is not None and current.pinned:
+            raise ControlError("conflict", f"task {task_id!r} is pinned to the expert; unpin it")
+        return await self._change(
+            task_id, target=model, version=version, mode=mode,
+            share=share if mode == "canary" else 0.0, pinned=False, by=by, reason=reason,
+        )
+
+    async def rollback(self, task_id: str, by: str, reason: str) -> Rollout:
+        """Returns the task to the route it had before its last change (the expert if none)."""
+        with Session(self._engine) as session:
+            history = list(
+                session.exec(
+                    select(RouteChange)
+                    .where(RouteChange.task_id == task_id)
+                    .order_by(col(RouteChange.id).desc())
+                    .limit(2)
+                )
+            )
+        if not history:
+            raise ControlError("not_found", f"task {task_id!r} has no route to roll back")
+        if len(history) == 1:
+            return await self._change(
+                task_id, target="expert", version=0, mode="off", share=0.0, pinned=False,
+                by=by, reason=reason,
+            )
+        previous = history[1]
+        return await self._change(
+            task_id, target=previous.target, version=previous.model_version, mode=previous.mode,
+            share=previous.canary_share, pinned=previous.pinned, by=by, reason=reason,
+        )
+
+    async def pin(self, task_id: str, pinned: bool, by: str, reason: str) -> Rollout:
+        return await self._change(
+            task_id, target="expert", version=0, mode="off", share=0.0, pinned=pinned,
+            by=by, reason=reason,
+        )
+
+    async def _change(
+        self, task_id: str, *, target: str, version: int, mode: str, share: float,
+        pinned: bool, by: str, reason: str,
+    ) -> Rollout:
+        now = datetime.now(UTC)
+        with Session(self._engine) as session:
+            rollout = session.get(Rollout, task_id) or Rollout(task_id=task_id)
+            task = session.get(Task, task_id)
+            rollout.signature = task.signature if task else rollout.signature
+            rollout.target, rollout.model_version, rollout.mode = target, version, mode
+            rollout.canary_share, rollout.pinned = share, pinned
+            rollout.changed_by, rollout.reason, rollout.updated_at = by, reason, now
+            session.add(rollout)
+            session.add(
+                RouteChange(
+                    task_id=task_id, target=target, model_version=version, mode=mode,
+                    canary_share=share, pinned=pinned, changed_by=by, reason=reason,
+                    changed_at=now,
+                )
+            )
+            session.commit()
+            session.refresh(rollout)
+        await self._publish(
+            RolloutChanged(
+                task_id=task_id, signature=rollout.signature, target=target,
+                model_version=version, mode=mode, canary_share=share, pinned=pinned,
+                changed_by=by, reason=reason, occurred_at=now,
+            )
+        )
+        return rollout
