@@ -72,7 +72,7 @@ compose-check: setup ## Validate docker-compose.yml against the Compose Specific
 	CHECK_JSONSCHEMA=$(VENV)/bin/check-jsonschema PYTHON=$(PY) scripts/validate_compose.sh
 
 k8s-check: setup ## Check the Kubernetes manifests
-	PYTHON=$(PY) scripts/validate_k8s.sh
+	KUBERNETES_VALIDATE=$(VENV)/bin/kubernetes-validate PYTHON=$(PY) scripts/validate_k8s.sh
 
 check: lint proto-check asyncapi-check compose-check k8s-check ## Every static check CI runs
 

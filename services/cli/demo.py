@@ -125,8 +125,10 @@ def run_demo(
     path = workload or load_settings(ExpertSettings).workload
     loaded = load_workload(path)
     records = spread(loaded.records, limit)
-    console.print(f"workload {path}: {len(loaded.records)} records ({loaded.format}),"
-                  f" replaying {len(records)}")
+    console.print(
+        f"workload {path}: {len(loaded.records)} records ({loaded.format}),"
+        f" replaying {len(records)}"
+    )
     started = time.monotonic()
     with Progress(console=console) as progress:
         results = asyncio.run(
@@ -153,7 +155,9 @@ def run_demo(
     report["ok"] = report["failed"] == 0 and stored == len(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    table = Table("figure", "value", title="walking skeleton: client -> gateway -> router -> expert")
+    table = Table(
+        "figure", "value", title="walking skeleton: client -> gateway -> router -> expert"
+    )
     for key, value in report.items():
         if key != "errors":
             table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))

@@ -15,7 +15,9 @@ from interns.common.settings import load_settings
 from interns.stack.components import MissingPart
 from interns.stack.settings import StackSettings
 
-app = typer.Typer(no_args_is_help=True, help="Interns: small models that take over an agent's routine LLM calls.")
+app = typer.Typer(
+    no_args_is_help=True, help="Interns: small models that take over an agent's routine LLM calls."
+)
 db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 probe_app = typer.Typer(no_args_is_help=True, help="Health probes (exit 0 when healthy).")
 app.add_typer(db_app, name="db")
@@ -108,7 +110,8 @@ def demo(
     """Bring the stack up (if it is not) and replay a workload through the gateway,
     checking that every call is answered and its trace stored."""
     from interns.cli.demo import run_demo
-    from interns.stack.supervisor import StackError, down as stack_down, load_state
+    from interns.stack.supervisor import StackError, load_state
+    from interns.stack.supervisor import down as stack_down
     from interns.stack.supervisor import up as stack_up
 
     settings = _settings(state_dir)

@@ -17,7 +17,7 @@ TOOL_CHOICES = {"", "auto", "none", "required"}
 
 
 class InvalidRequest(ValueError):
-    """A request field is wrong; `field` names it as a path (for example `input.messages[2].role`)."""
+    """A request field is wrong; `field` names it as a path, such as `input.messages[2].role`."""
 
     def __init__(self, field: str, problem: str):
         super().__init__(f"{field}: {problem}")

@@ -11,9 +11,7 @@ async def wait_for_shutdown_signal() -> str:
     loop = asyncio.get_running_loop()
     received: asyncio.Future[str] = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(
-            sig, lambda s=sig: received.done() or received.set_result(s.name)
-        )
+        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s.name))
     try:
         return await received
     finally:

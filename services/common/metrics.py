@@ -25,4 +25,6 @@ ROUTED_CALLS = Counter(
 TRACE_SPILL_DEPTH = Gauge(
     "interns_trace_spill_depth", "Trace events waiting to be sent to Kafka", ["service"]
 )
-TRACES_STORED = Counter("interns_traces_stored_total", "Traces written to the database", ["service"])
+TRACES_STORED = Counter(
+    "interns_traces_stored_total", "Traces written to the database", ["service"]
+)

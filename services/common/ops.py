@@ -57,7 +57,10 @@ class OpsServer:
 
     def __init__(self, service: str, host: str, port: int, checks: dict[str, ReadinessCheck]):
         config = uvicorn.Config(
-            build_ops_app(service, checks), host=host, port=port, log_level="warning",
+            build_ops_app(service, checks),
+            host=host,
+            port=port,
+            log_level="warning",
             lifespan="off",
         )
         self._server = uvicorn.Server(config)

@@ -32,7 +32,9 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = shared("LOG_LEVEL", "INFO", "Log level")
     log_format: str = shared("LOG_FORMAT", "json", "'json' for machines or 'console' for people")
-    ops_host: str = Field("127.0.0.1", description="Address of the /healthz, /readyz, /metrics server")
+    ops_host: str = Field(
+        "127.0.0.1", description="Address of the /healthz, /readyz, /metrics server"
+    )
     ops_port: int = Field(0, description="Port of the /healthz, /readyz, /metrics server")
 
 
@@ -51,6 +53,8 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
             field = str(problem["loc"][0]) if problem["loc"] else "?"
             info = cls.model_fields.get(field)
             alias = info.validation_alias if info else None
-            env = alias.choices[0] if isinstance(alias, AliasChoices) else f"{prefix}{field}".upper()
+            env = (
+                alias.choices[0] if isinstance(alias, AliasChoices) else f"{prefix}{field}".upper()
+            )
             lines.append(f"setting {env}: {problem['msg']}")
         sys.exit("invalid configuration:\n  " + "\n  ".join(lines))

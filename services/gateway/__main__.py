@@ -48,11 +48,12 @@ async def main() -> None:
         f"{settings.host}:{settings.port}",
         [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
     )
-    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), grpc_server.server)
+    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
+        GatewayServicer(gateway), grpc_server.server
+    )
     # Ready once the router is reachable; Kafka is not required: traces wait in memory.
     checks = {
-        "router": lambda: channel.get_state(try_to_connect=True)
-        == grpc.ChannelConnectivity.READY
+        "router": lambda: channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
     }
     await publisher.start()
     async with OpsServer("gateway", settings.ops_host, settings.ops_port, checks), grpc_server:

@@ -45,7 +45,9 @@ class Gateway:
         metadata.CopyFrom(request.metadata)
         metadata.tenant_id = self._default_tenant
         remaining = context.time_remaining()
-        deadline = min(remaining, self._default_deadline_s) if remaining else self._default_deadline_s
+        deadline = (
+            min(remaining, self._default_deadline_s) if remaining else self._default_deadline_s
+        )
         return metadata, deadline
 
     async def complete(

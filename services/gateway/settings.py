@@ -13,9 +13,7 @@ class GatewaySettings(ServiceSettings):
     port: int = Field(50051, description="gRPC port")
     ops_port: int = Field(19101, description="Port of /healthz, /readyz, /metrics")
     router_addr: str = shared("ROUTER_ADDR", "127.0.0.1:50052", "The router's gRPC address")
-    default_deadline_s: float = Field(
-        60.0, description="Deadline of a call whose client set none"
-    )
+    default_deadline_s: float = Field(60.0, description="Deadline of a call whose client set none")
     default_tenant: str = Field(
         "default", description="Tenant of calls until API keys per tenant are configured"
     )

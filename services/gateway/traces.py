@@ -11,11 +11,11 @@ import contextlib
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
 from interns.common.events import TraceRecorded
 from interns.common.logging import get_logger
 from interns.common.metrics import EVENTS_PUBLISHED, TRACE_SPILL_DEPTH
-from prometheus_client import Counter
 
 log = get_logger(__name__)
 
@@ -51,12 +51,12 @@ class TracePublisher:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Sends what is queued (for up to `timeout` seconds), then closes the producer."""
+    async def stop(self, drain_s: float = 10.0) -> None:
+        """Sends what is queued (for up to `drain_s` seconds), then closes the producer."""
         if self._task is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._queue.join(), drain_s)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

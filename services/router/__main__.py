@@ -44,8 +44,11 @@ async def main() -> None:
         settings.expert_max_attempts,
     )
     router = Router(table, expert, settings.expert_model)
-    grpc_server = GrpcServer("router", f"{settings.host}:{settings.port}",
-                             [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name])
+    grpc_server = GrpcServer(
+        "router",
+        f"{settings.host}:{settings.port}",
+        [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name],
+    )
     router_pb2_grpc.add_RouterServiceServicer_to_server(
         RouterServicer(router, table), grpc_server.server
     )

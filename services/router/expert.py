@@ -85,7 +85,7 @@ class ExpertClient:
         return AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self._max_attempts) | stop_after_delay(budget),
-            wait=wait_exponential_jitter(initial=0.1, max=2.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
             reraise=True,
         )
 
@@ -142,7 +142,7 @@ class ExpertClient:
                             f"expert answered {response.status_code}: {_error_text(response)}",
                             response.status_code,
                         )
-            async with response:
+            try:
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -150,6 +150,8 @@ class ExpertClient:
                     if data == "[DONE]":
                         return
                     yield json.loads(data)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise ExpertError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"expert did not answer within {budget:.1f}s"

@@ -58,12 +58,16 @@ class Router:
             async for chunk in self._expert.stream(body, deadline_s):
                 for delta in assembler.feed(chunk):
                     yield router_pb2.StreamRouteChatCompletionResponse(
-                        id=assembler.id, model=assembler.model, delta=delta,
+                        id=assembler.id,
+                        model=assembler.model,
+                        delta=delta,
                         route=route if first else None,
                     )
                     first = False
             yield router_pb2.StreamRouteChatCompletionResponse(
-                id=assembler.id, model=assembler.model, delta=assembler.finish(),
+                id=assembler.id,
+                model=assembler.model,
+                delta=assembler.finish(),
                 route=route if first else None,
             )
         except ExpertError as error:

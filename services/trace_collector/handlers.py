@@ -44,18 +44,18 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
         decoder=_raw_values,
     )
     async def store_traces(body: list[Any], message: KafkaMessage) -> None:
-        records = [
-            RawRecord(r.topic, r.partition, r.offset, r.value) for r in message.raw_message
-        ]
+        records = [RawRecord(r.topic, r.partition, r.offset, r.value) for r in message.raw_message]
         traces, dead = parse_records(records)
         for letter in dead:
             await dead_letters.publish(letter.model_dump(mode="json"), key=letter.key())
             EVENTS_PUBLISHED.labels("trace-collector", DeadLetter.topic).inc()
-            log.warning("trace sent to dead letters", reason=letter.reason,
-                        partition=letter.source_partition, offset=letter.source_offset)
+            log.warning(
+                "trace sent to dead letters",
+                reason=letter.reason,
+                partition=letter.source_partition,
+                offset=letter.source_offset,
+            )
         stored = await asyncio.to_thread(write_traces, engine, traces)
         TRACES_STORED.labels("trace-collector").inc(stored)
         EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "stored").inc(len(traces))
-        EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "dead_letter").inc(
-            len(dead)
-        )
+        EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "dead_letter").inc(len(dead))

@@ -88,7 +88,11 @@ def write_traces(engine: Engine, traces: Sequence[TraceRecorded]) -> int:
         return 0
     rows = list({trace.trace_id: trace_row(trace) for trace in traces}.values())
     dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-    statement = dialect.insert(Trace).on_conflict_do_nothing(index_elements=["trace_id"])
+    statement = (
+        dialect.insert(Trace)
+        .on_conflict_do_nothing(index_elements=["trace_id"])
+        .returning(Trace.trace_id)
+    )
     with engine.begin() as connection:
-        result = connection.execute(statement, rows)
-    return max(result.rowcount, 0)
+        # RETURNING counts the new rows on every backend; executemany's rowcount does not.
+        return len(connection.execute(statement, rows).all())

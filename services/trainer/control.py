@@ -88,8 +88,14 @@ class ControlPlane:
         if current is not None and current.pinned:
             raise ControlError("conflict", f"task {task_id!r} is pinned to the expert; unpin it")
         return await self._change(
-            task_id, target=model, version=version, mode=mode,
-            share=share if mode == "canary" else 0.0, pinned=False, by=by, reason=reason,
+            task_id,
+            target=model,
+            version=version,
+            mode=mode,
+            share=share if mode == "canary" else 0.0,
+            pinned=False,
+            by=by,
+            reason=reason,
         )
 
     async def rollback(self, task_id: str, by: str, reason: str) -> Rollout:
@@ -107,24 +113,50 @@ class ControlPlane:
             raise ControlError("not_found", f"task {task_id!r} has no route to roll back")
         if len(history) == 1:
             return await self._change(
-                task_id, target="expert", version=0, mode="off", share=0.0, pinned=False,
-                by=by, reason=reason,
+                task_id,
+                target="expert",
+                version=0,
+                mode="off",
+                share=0.0,
+                pinned=False,
+                by=by,
+                reason=reason,
             )
         previous = history[1]
         return await self._change(
-            task_id, target=previous.target, version=previous.model_version, mode=previous.mode,
-            share=previous.canary_share, pinned=previous.pinned, by=by, reason=reason,
+            task_id,
+            target=previous.target,
+            version=previous.model_version,
+            mode=previous.mode,
+            share=previous.canary_share,
+            pinned=previous.pinned,
+            by=by,
+            reason=reason,
         )
 
     async def pin(self, task_id: str, pinned: bool, by: str, reason: str) -> Rollout:
         return await self._change(
-            task_id, target="expert", version=0, mode="off", share=0.0, pinned=pinned,
-            by=by, reason=reason,
+            task_id,
+            target="expert",
+            version=0,
+            mode="off",
+            share=0.0,
+            pinned=pinned,
+            by=by,
+            reason=reason,
         )
 
     async def _change(
-        self, task_id: str, *, target: str, version: int, mode: str, share: float,
-        pinned: bool, by: str, reason: str,
+        self,
+        task_id: str,
+        *,
+        target: str,
+        version: int,
+        mode: str,
+        share: float,
+        pinned: bool,
+        by: str,
+        reason: str,
     ) -> Rollout:
         now = datetime.now(UTC)
         with Session(self._engine) as session:
@@ -137,8 +169,14 @@ class ControlPlane:
             session.add(rollout)
             session.add(
                 RouteChange(
-                    task_id=task_id, target=target, model_version=version, mode=mode,
-                    canary_share=share, pinned=pinned, changed_by=by, reason=reason,
+                    task_id=task_id,
+                    target=target,
+                    model_version=version,
+                    mode=mode,
+                    canary_share=share,
+                    pinned=pinned,
+                    changed_by=by,
+                    reason=reason,
                     changed_at=now,
                 )
             )
@@ -146,9 +184,16 @@ class ControlPlane:
             session.refresh(rollout)
         await self._publish(
             RolloutChanged(
-                task_id=task_id, signature=rollout.signature, target=target,
-                model_version=version, mode=mode, canary_share=share, pinned=pinned,
-                changed_by=by, reason=reason, occurred_at=now,
+                task_id=task_id,
+                signature=rollout.signature,
+                target=target,
+                model_version=version,
+                mode=mode,
+                canary_share=share,
+                pinned=pinned,
+                changed_by=by,
+                reason=reason,
+                occurred_at=now,
             )
         )
         return rollout

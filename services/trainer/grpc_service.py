@@ -24,34 +24,54 @@ def _seconds(moment) -> int:
 
 def task_message(task: db.Task) -> control_pb2.Task:
     return control_pb2.Task(
-        task_id=task.task_id, label=task.label, size=task.size,
-        traffic_share=task.traffic_share, output_kind=task.output_kind,
-        replaceability=task.replaceability, first_seen=_seconds(task.first_seen),
+        task_id=task.task_id,
+        label=task.label,
+        size=task.size,
+        traffic_share=task.traffic_share,
+        output_kind=task.output_kind,
+        replaceability=task.replaceability,
+        first_seen=_seconds(task.first_seen),
         updated=_seconds(task.updated_at),
     )
 
 
 def model_message(model: db.ModelVersion) -> control_pb2.ModelVersion:
     return control_pb2.ModelVersion(
-        model=model.model, version=model.version, task_id=model.task_id,
-        base_model=model.base_model, status=model.status, scores=model.scores,
+        model=model.model,
+        version=model.version,
+        task_id=model.task_id,
+        base_model=model.base_model,
+        status=model.status,
+        scores=model.scores,
         created=_seconds(model.created_at),
     )
 
 
 def rollout_message(rollout: db.Rollout) -> control_pb2.Rollout:
     return control_pb2.Rollout(
-        task_id=rollout.task_id, target=rollout.target, model_version=rollout.model_version,
-        mode=rollout.mode, canary_share=rollout.canary_share, pinned=rollout.pinned,
-        changed_by=rollout.changed_by, reason=rollout.reason, updated=_seconds(rollout.updated_at),
+        task_id=rollout.task_id,
+        target=rollout.target,
+        model_version=rollout.model_version,
+        mode=rollout.mode,
+        canary_share=rollout.canary_share,
+        pinned=rollout.pinned,
+        changed_by=rollout.changed_by,
+        reason=rollout.reason,
+        updated=_seconds(rollout.updated_at),
     )
 
 
 def job_message(job: db.TrainingJob) -> control_pb2.TrainingJob:
     return control_pb2.TrainingJob(
-        job_id=job.job_id, task_id=job.task_id, base_model=job.base_model, status=job.status,
-        step=job.step, total_steps=job.total_steps, loss=job.loss or 0.0,
-        eta_seconds=job.eta_seconds or 0.0, error=job.error,
+        job_id=job.job_id,
+        task_id=job.task_id,
+        base_model=job.base_model,
+        status=job.status,
+        step=job.step,
+        total_steps=job.total_steps,
+        loss=job.loss or 0.0,
+        eta_seconds=job.eta_seconds or 0.0,
+        error=job.error,
     )
 
 
@@ -115,8 +135,13 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         _required(request.task_id, "task_id")
         _required(request.model, "model")
         rollout = await self._plane.promote(
-            request.task_id, request.model, request.model_version, request.mode,
-            request.canary_share, self._by, request.reason or "promoted by hand",
+            request.task_id,
+            request.model,
+            request.model_version,
+            request.mode,
+            request.canary_share,
+            self._by,
+            request.reason or "promoted by hand",
         )
         return control_pb2.PromoteModelResponse(rollout=rollout_message(rollout))
 

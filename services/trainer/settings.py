@@ -7,9 +7,7 @@ from interns.common.settings import ServiceSettings, shared
 
 
 class TrainerSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="TRAINER_", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="TRAINER_", extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", description="Address the control gRPC server binds")
     port: int = Field(50053, description="gRPC port of the control API")

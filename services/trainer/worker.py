@@ -18,8 +18,19 @@ def main() -> None:
     app = make_celery(settings.celery_broker_url)
     queue = os.environ.get("TRAINER_WORKER_QUEUE", "cpu")
     app.worker_main(
-        ["worker", "--queues", queue, "--concurrency", "1", "--pool", "solo",
-         "--loglevel", settings.log_level.upper(), "--hostname", f"{queue}@%h"]
+        [
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            "1",
+            "--pool",
+            "solo",
+            "--loglevel",
+            settings.log_level.upper(),
+            "--hostname",
+            f"{queue}@%h",
+        ]
     )
 
 

@@ -1,0 +1,88 @@
+"""Fixtures shared by every tier."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKLOADS = Path(os.environ.get("INTERNS_WORKLOADS_DIR", REPO.parent / "shared" / "workloads"))
+SGD = WORKLOADS / "sgd" / "sgd_service_calls_dev.jsonl"
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "GetWeather",
+        "description": "Weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "date": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def openai_log_line(city: str, session: str) -> dict:
+    """One OpenAI-format log record: the agent asks for the weather, the expert calls a tool."""
+    return {
+        "request": {
+            "model": "gpt-test",
+            "messages": [
+                {"role": "system", "content": "You are a weather agent."},
+                {"role": "user", "content": f"What's the weather in {city} tomorrow?"},
+            ],
+            "tools": [WEATHER_TOOL],
+        },
+        "response": {
+            "id": f"chatcmpl-{city}",
+            "object": "chat.completion",
+            "model": "gpt-test",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": f"call_{city}",
+                                "type": "function",
+                                "function": {
+                                    "name": "GetWeather",
+                                    "arguments": json.dumps({"city": city, "date": "2019-03-02"}),
+                                },
+                            }
+                        ],
+                    },
+                }
+            ],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
+        },
+        "metadata": {"session_id": session},
+    }
+
+
+CITIES = ["Paris", "Lima", "Oslo", "Kyoto", "Quito"]
+
+
+@pytest.fixture(scope="session")
+def weather_log(tmp_path_factory) -> Path:
+    """A small OpenAI-format workload file: one weather call per city."""
+    path = tmp_path_factory.mktemp("workload") / "weather.jsonl"
+    path.write_text(
+        "\n".join(json.dumps(openai_log_line(city, f"s-{i}")) for i, city in enumerate(CITIES))
+        + "\n"
+    )
+    return path

@@ -1,0 +1,121 @@
+"""The serving path in process: client -> gateway -> router -> replay expert, over real gRPC."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
+from interns.common.chat import input_from_openai
+from interns.router.expert import ExpertClient
+from tests.conftest import openai_log_line
+from tests.servers import RecordingPublisher, expert_http, start_gateway, start_router
+
+
+@pytest.fixture
+async def gateway(weather_log):
+    publisher = RecordingPublisher()
+    expert = ExpertClient("http://expert/v1", http=expert_http(weather_log), max_attempts=1)
+    router = await start_router(expert)
+    gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
+    yield gateway_pb2_grpc.GatewayServiceStub(channel), publisher, router
+    await channel.close()
+    await gateway.__aexit__(None, None, None)
+    await router.__aexit__(None, None, None)
+
+
+def weather_request(city: str = "Lima") -> gateway_pb2.CreateChatCompletionRequest:
+    record = openai_log_line(city, "s-1")
+    return gateway_pb2.CreateChatCompletionRequest(
+        metadata=chat_pb2.RequestMetadata(agent_id="weather-bot", session_id="s-1"),
+        input=input_from_openai(record["request"]),
+    )
+
+
+async def test_a_call_gets_the_experts_tool_call_and_is_traced(gateway):
+    stub, publisher, _ = gateway
+    response = await stub.CreateChatCompletion(weather_request("Lima"), timeout=10)
+
+    call = response.output.message.tool_calls[0]
+    assert call.function.name == "GetWeather"
+    assert json.loads(call.function.arguments) == {"city": "Lima", "date": "2019-03-02"}
+    assert response.output.finish_reason == "tool_calls"
+    assert response.route.target == "expert"
+    assert response.output.usage.total_tokens > 0
+
+    (trace,) = publisher.traces
+    assert trace.trace_id == response.trace_id
+    assert (trace.tenant_id, trace.agent_id, trace.session_id) == ("default", "weather-bot", "s-1")
+    assert trace.request.messages[1].content == "What's the weather in Lima tomorrow?"
+    assert trace.request.tools[0]["function"]["name"] == "GetWeather"
+    assert trace.response.message.tool_calls[0].function.name == "GetWeather"
+    assert trace.status == "ok" and trace.latency_ms > 0
+
+
+async def test_streaming_delivers_the_same_answer_in_chunks(gateway):
+    stub, publisher, _ = gateway
+    request = weather_request("Oslo")
+    chunks = [
+        chunk
+        async for chunk in stub.StreamChatCompletion(
+            gateway_pb2.StreamChatCompletionRequest(metadata=request.metadata, input=request.input),
+            timeout=10,
+        )
+    ]
+    assert chunks[0].route.target == "expert"
+    assert len({chunk.trace_id for chunk in chunks}) == 1
+    calls = [call for chunk in chunks for call in chunk.delta.tool_calls]
+    assert [c.function.name for c in calls] == ["GetWeather"]
+    assert json.loads(calls[0].function.arguments)["city"] == "Oslo"
+    assert chunks[-1].delta.finish_reason == "tool_calls"
+    (trace,) = publisher.traces
+    assert trace.trace_id == chunks[0].trace_id
+    assert trace.response.message.tool_calls[0].function.name == "GetWeather"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda r: r.input.ClearField("messages"), "input.messages"),
+        (lambda r: setattr(r.input.messages[1], "role", "robot"), "input.messages[1].role"),
+        (
+            lambda r: setattr(r.input.tools[0].function, "parameters_json", "{not json"),
+            "input.tools[0].function.parameters_json",
+        ),
+        (lambda r: setattr(r.input, "tool_choice", "NoSuchTool"), "input.tool_choice"),
+        (lambda r: setattr(r.input.response_format, "type", "yaml"), "input.response_format.type"),
+        (lambda r: setattr(r.input, "max_tokens", -5), "input.max_tokens"),
+    ],
+)
+async def test_a_malformed_request_is_refused_naming_the_field(gateway, mutate, field):
+    stub, publisher, _ = gateway
+    request = weather_request()
+    mutate(request)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CreateChatCompletion(request, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith(f"{field}:")
+    assert publisher.traces == []
+
+
+async def test_a_conversation_the_expert_cannot_answer_is_not_found_and_traced(gateway):
+    stub, publisher, _ = gateway
+    request = weather_request()
+    request.input.messages[1].content = "Something nobody recorded"
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await stub.CreateChatCompletion(request, timeout=10)
+    assert failed.value.code() == grpc.StatusCode.NOT_FOUND
+    (trace,) = publisher.traces
+    assert trace.status == "error" and trace.error.startswith("NOT_FOUND")
+
+
+async def test_when_the_router_is_down_the_call_fails_unavailable_and_is_traced(gateway):
+    stub, publisher, router = gateway
+    await router.__aexit__(None, None, None)
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await stub.CreateChatCompletion(weather_request(), timeout=5)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert publisher.traces[-1].status == "error"

@@ -1,0 +1,56 @@
+"""The collector's store: invalid records become dead letters with a reason; writes are
+idempotent on trace id."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import Session, select
+
+from interns.common.db import Trace, make_engine, upgrade_database
+from interns.common.events import TraceRecorded, TraceRequest
+from interns.trace_collector.store import RawRecord, parse_records, write_traces
+
+
+def trace(trace_id: str, **extra) -> TraceRecorded:
+    return TraceRecorded(
+        trace_id=trace_id,
+        tenant_id="acme",
+        session_id="s1",
+        request=TraceRequest(messages=[{"role": "user", "content": "hello"}]),
+        **extra,
+    )
+
+
+@pytest.fixture
+def engine(tmp_path):
+    url = f"sqlite:///{tmp_path / 'interns.db'}"
+    upgrade_database(url)
+    return make_engine(url)
+
+
+def test_invalid_records_become_dead_letters_and_valid_ones_pass():
+    good = trace("t1").to_bytes()
+    no_messages = json.dumps({**json.loads(good), "request": {"messages": []}}).encode()
+    records = [
+        RawRecord("interns.traces.v1", 0, 10, good),
+        RawRecord("interns.traces.v1", 0, 11, b"{not json"),
+        RawRecord("interns.traces.v1", 1, 12, no_messages),
+        RawRecord("interns.traces.v1", 1, 13, None),
+    ]
+    traces, dead = parse_records(records)
+    assert [t.trace_id for t in traces] == ["t1"]
+    assert [(d.source_partition, d.source_offset) for d in dead] == [(0, 11), (1, 12), (1, 13)]
+    assert dead[0].payload == "{not json"
+    assert "request.messages" in dead[1].reason
+
+
+def test_a_redelivered_batch_is_stored_once(engine):
+    assert write_traces(engine, [trace("t1"), trace("t2")]) == 2
+    assert write_traces(engine, [trace("t2"), trace("t3"), trace("t3")]) == 1
+    with Session(engine) as session:
+        stored = session.exec(select(Trace).order_by(Trace.trace_id)).all()
+    assert [t.trace_id for t in stored] == ["t1", "t2", "t3"]
+    assert stored[0].request["messages"] == [{"role": "user", "content": "hello"}]
+    assert stored[0].tenant_id == "acme"
