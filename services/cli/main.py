@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from interns.common.logging import configure_logging
 from interns.common.settings import load_settings
 from interns.stack.components import MissingPart
 from interns.stack.settings import StackSettings
@@ -28,6 +29,11 @@ errors = Console(stderr=True)
 StateDir = Annotated[
     Path | None, typer.Option(help="State folder (logs, pids, database); INTERNS_STATE_DIR")
 ]
+
+
+@app.callback()
+def _configure() -> None:
+    configure_logging("cli", "WARNING", "console")
 
 
 def _settings(state_dir: Path | None) -> StackSettings:
@@ -85,8 +91,9 @@ def _print_status(settings: StackSettings) -> bool:
     table = Table("part", "health", "address", "pid", "log")
     for row in rows:
         health = f"[green]healthy[/] {row.detail}" if row.healthy else f"[red]down[/] {row.detail}"
-        table.add_row(row.name, health, row.address, str(row.pid or "-"), row.log)
+        table.add_row(row.name, health, row.address, str(row.pid or "-"), Path(row.log).name)
     console.print(table)
+    console.print(f"logs in {settings.state_dir / 'logs'}")
     return all(row.healthy for row in rows)
 
 

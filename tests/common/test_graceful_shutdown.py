@@ -1,0 +1,48 @@
+"""A gRPC service that is told to stop finishes the calls it has in flight and takes no
+new ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import httpx
+import pytest
+
+from interns.api.v1 import chat_pb2, router_pb2, router_pb2_grpc
+from interns.router.expert import ExpertClient
+from tests.servers import start_router
+
+ANSWER = {
+    "id": "c1",
+    "model": "slow-expert",
+    "choices": [{"message": {"role": "assistant", "content": "done"}, "finish_reason": "stop"}],
+}
+
+
+async def slow_expert(request: httpx.Request) -> httpx.Response:
+    await asyncio.sleep(0.5)
+    return httpx.Response(200, json=ANSWER)
+
+
+async def test_in_flight_calls_finish_when_the_server_stops():
+    http = httpx.AsyncClient(transport=httpx.MockTransport(slow_expert), base_url="http://e/v1/")
+    server = await start_router(ExpertClient("http://e/v1", http=http))
+    address = f"127.0.0.1:{server.port}"
+    request = router_pb2.RouteChatCompletionRequest(
+        input=chat_pb2.ChatCompletionInput(
+            messages=[chat_pb2.ChatMessage(role="user", content="hi")]
+        )
+    )
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        in_flight = asyncio.ensure_future(stub.RouteChatCompletion(request, timeout=10))
+        await asyncio.sleep(0.1)
+        stopping = asyncio.create_task(server.__aexit__(None, None, None))
+        await asyncio.sleep(0.1)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RouteChatCompletion(request, timeout=2)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        response = await in_flight
+        await stopping
+    assert response.output.message.content == "done"
