@@ -113,6 +113,40 @@ def python_module(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
+def project_service(
+    settings: StackSettings,
+    env: dict[str, str],
+    name: str,
+    prefix: str,
+    ops_port: int,
+    grpc_port: int | None = None,
+) -> Component:
+    """One of the project's services: `python -m interns.<name>`, its ops endpoint on
+    `ops_port` and, for a gRPC service, its server on `grpc_port` (probed by gRPC health);
+    the ports reach it as `<PREFIX>_PORT` and `<PREFIX>_OPS_PORT`."""
+    host = settings.host
+    setting = f"INTERNS_{prefix}"
+    ports = [Port(ops_port, f"{name} ops", f"{setting}_OPS_PORT")]
+    own_env = {f"{prefix}_OPS_HOST": host, f"{prefix}_OPS_PORT": str(ops_port)}
+    if grpc_port is None:
+        probe, address = (
+            Probe("http", f"http://{host}:{ops_port}/readyz"),
+            f"http://{host}:{ops_port}",
+        )
+    else:
+        probe, address = Probe("grpc", f"{host}:{grpc_port}"), f"{host}:{grpc_port}"
+        ports.insert(0, Port(grpc_port, f"{name} gRPC", f"{setting}_PORT"))
+        own_env |= {f"{prefix}_HOST": host, f"{prefix}_PORT": str(grpc_port)}
+    return Component(
+        name,
+        python_module(f"interns.{name.replace('-', '_')}"),
+        probe,
+        address,
+        ports,
+        {**env, **own_env},
+    )
+
+
 def build_components(settings: StackSettings) -> list[Component]:
     """Every part of the local stack, in start order."""
     host = settings.host
@@ -198,82 +232,35 @@ def build_components(settings: StackSettings) -> list[Component]:
                 expert_env,
             )
         )
+    model_repository_env = {"TRAINER_MODEL_REPOSITORY": str(model_repository)}
     components += [
-        Component(
+        project_service(
+            settings,
+            env,
             "router",
-            python_module("interns.router"),
-            Probe("grpc", f"{host}:{settings.router_port}"),
-            f"{host}:{settings.router_port}",
-            [
-                Port(settings.router_port, "router gRPC", "INTERNS_ROUTER_PORT"),
-                Port(settings.router_ops_port, "router ops", "INTERNS_ROUTER_OPS_PORT"),
-            ],
-            {
-                **env,
-                "ROUTER_HOST": host,
-                "ROUTER_PORT": str(settings.router_port),
-                "ROUTER_OPS_HOST": host,
-                "ROUTER_OPS_PORT": str(settings.router_ops_port),
-            },
+            "ROUTER",
+            grpc_port=settings.router_port,
+            ops_port=settings.router_ops_port,
         ),
-        Component(
+        project_service(
+            settings,
+            env,
             "gateway",
-            python_module("interns.gateway"),
-            Probe("grpc", f"{host}:{settings.gateway_port}"),
-            f"{host}:{settings.gateway_port}",
-            [
-                Port(settings.gateway_port, "gateway gRPC", "INTERNS_GATEWAY_PORT"),
-                Port(settings.gateway_ops_port, "gateway ops", "INTERNS_GATEWAY_OPS_PORT"),
-            ],
-            {
-                **env,
-                "GATEWAY_HOST": host,
-                "GATEWAY_PORT": str(settings.gateway_port),
-                "GATEWAY_OPS_HOST": host,
-                "GATEWAY_OPS_PORT": str(settings.gateway_ops_port),
-            },
+            "GATEWAY",
+            grpc_port=settings.gateway_port,
+            ops_port=settings.gateway_ops_port,
         ),
-        Component(
-            "trace-collector",
-            python_module("interns.trace_collector"),
-            Probe("http", f"http://{host}:{settings.collector_ops_port}/readyz"),
-            f"http://{host}:{settings.collector_ops_port}",
-            [
-                Port(
-                    settings.collector_ops_port, "trace-collector ops", "INTERNS_COLLECTOR_OPS_PORT"
-                )
-            ],
-            {
-                **env,
-                "COLLECTOR_OPS_HOST": host,
-                "COLLECTOR_OPS_PORT": str(settings.collector_ops_port),
-            },
+        project_service(
+            settings, env, "trace-collector", "COLLECTOR", ops_port=settings.collector_ops_port
         ),
-        Component(
-            "miner",
-            python_module("interns.miner"),
-            Probe("http", f"http://{host}:{settings.miner_ops_port}/readyz"),
-            f"http://{host}:{settings.miner_ops_port}",
-            [Port(settings.miner_ops_port, "miner ops", "INTERNS_MINER_OPS_PORT")],
-            {**env, "MINER_OPS_HOST": host, "MINER_OPS_PORT": str(settings.miner_ops_port)},
-        ),
-        Component(
+        project_service(settings, env, "miner", "MINER", ops_port=settings.miner_ops_port),
+        project_service(
+            settings,
+            {**env, **model_repository_env},
             "trainer",
-            python_module("interns.trainer"),
-            Probe("grpc", f"{host}:{settings.trainer_port}"),
-            f"{host}:{settings.trainer_port}",
-            [
-                Port(settings.trainer_port, "trainer control gRPC", "INTERNS_TRAINER_PORT"),
-                Port(settings.trainer_ops_port, "trainer ops", "INTERNS_TRAINER_OPS_PORT"),
-            ],
-            {
-                **env,
-                "TRAINER_HOST": host,
-                "TRAINER_PORT": str(settings.trainer_port),
-                "TRAINER_OPS_HOST": host,
-                "TRAINER_OPS_PORT": str(settings.trainer_ops_port),
-                "TRAINER_MODEL_REPOSITORY": str(model_repository),
-            },
+            "TRAINER",
+            grpc_port=settings.trainer_port,
+            ops_port=settings.trainer_ops_port,
         ),
         Component(
             "trainer-worker",
@@ -281,7 +268,7 @@ def build_components(settings: StackSettings) -> list[Component]:
             Probe("celery", f"redis://{host}:{settings.redis_port}/0"),
             "queue cpu",
             [],
-            {**env, "TRAINER_MODEL_REPOSITORY": str(model_repository)},
+            {**env, **model_repository_env},
         ),
     ]
     return components

@@ -111,18 +111,11 @@ class ControlPlane:
             )
         if not history:
             raise ControlError("not_found", f"task {task_id!r} has no route to roll back")
-        if len(history) == 1:
-            return await self._change(
-                task_id,
-                target="expert",
-                version=0,
-                mode="off",
-                share=0.0,
-                pinned=False,
-                by=by,
-                reason=reason,
-            )
-        previous = history[1]
+        previous = (
+            history[1]
+            if len(history) == 2
+            else RouteChange(task_id=task_id, target="expert", model_version=0, mode="off")
+        )
         return await self._change(
             task_id,
             target=previous.target,
