@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 
@@ -19,8 +20,26 @@ from interns.common.events import RouteRecord, TraceRecorded, TraceRequest, Trac
 from interns.gateway.traces import TracePublisher
 
 
+@dataclass(frozen=True)
+class CallContext:
+    """What a transport knows about a call besides its body."""
+
+    api_key: str = ""
+    deadline_s: float | None = None
+
+
+class GatewayError(Exception):
+    """A call refused or failed; `code` is its gRPC status (HTTP maps it to a status code)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class Gateway:
-    """Forwards validated calls to the router within their deadline and records each one."""
+    """Forwards validated calls to the router within their deadline and records each one.
+    Transport-agnostic: the gRPC and HTTP transports both call `complete` and `stream`."""
 
     def __init__(
         self,
@@ -34,31 +53,25 @@ class Gateway:
         self._default_deadline_s = default_deadline_s
         self._default_tenant = default_tenant
 
-    def _prepare(
-        self, request, context: grpc.aio.ServicerContext
-    ) -> tuple[chat_pb2.RequestMetadata, float]:
+    def _prepare(self, request, call: CallContext) -> tuple[chat_pb2.RequestMetadata, float]:
         try:
             validate_input(request.input)
         except InvalidRequest as error:
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+            raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         metadata = chat_pb2.RequestMetadata()
         metadata.CopyFrom(request.metadata)
         metadata.tenant_id = self._default_tenant
-        remaining = context.time_remaining()
-        deadline = (
-            min(remaining, self._default_deadline_s) if remaining else self._default_deadline_s
-        )
+        deadline = self._default_deadline_s
+        if call.deadline_s is not None:
+            deadline = min(call.deadline_s, deadline)
         return metadata, deadline
 
     async def complete(
-        self, request: gateway_pb2.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.CreateChatCompletionRequest, call: CallContext
     ) -> gateway_pb2.CreateChatCompletionResponse:
         trace_id = uuid.uuid4().hex
         started = time.perf_counter()
-        try:
-            metadata, deadline = self._prepare(request, context)
-        except _Refused as refused:
-            await context.abort(refused.code, refused.message)
+        metadata, deadline = self._prepare(request, call)
         routed = router_pb2.RouteChatCompletionRequest(
             trace_id=trace_id, metadata=metadata, input=request.input
         )
@@ -66,21 +79,18 @@ class Gateway:
             answer = await self._router.RouteChatCompletion(routed, timeout=deadline)
         except grpc.aio.AioRpcError as error:
             self._record(trace_id, metadata, request.input, started, error=error)
-            await context.abort(error.code(), error.details() or "router failed")
+            raise GatewayError(error.code(), error.details() or "router failed") from None
         self._record(trace_id, metadata, request.input, started, answer.output, answer.route)
         return gateway_pb2.CreateChatCompletionResponse(
             trace_id=trace_id, output=answer.output, route=answer.route
         )
 
     async def stream(
-        self, request: gateway_pb2.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.StreamChatCompletionRequest, call: CallContext
     ) -> AsyncIterator[gateway_pb2.StreamChatCompletionResponse]:
         trace_id = uuid.uuid4().hex
         started = time.perf_counter()
-        try:
-            metadata, deadline = self._prepare(request, context)
-        except _Refused as refused:
-            await context.abort(refused.code, refused.message)
+        metadata, deadline = self._prepare(request, call)
         routed = router_pb2.StreamRouteChatCompletionRequest(
             trace_id=trace_id, metadata=metadata, input=request.input
         )
@@ -97,7 +107,7 @@ class Gateway:
                 )
         except grpc.aio.AioRpcError as error:
             self._record(trace_id, metadata, request.input, started, error=error)
-            await context.abort(error.code(), error.details() or "router failed")
+            raise GatewayError(error.code(), error.details() or "router failed") from None
         self._record(
             trace_id, metadata, request.input, started, collected.output(), collected.route
         )
@@ -141,12 +151,6 @@ class Gateway:
                 latency_ms=(time.perf_counter() - started) * 1000,
             )
         )
-
-
-class _Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str):
-        self.code = code
-        self.message = message
 
 
 class _StreamCollector:
