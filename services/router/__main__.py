@@ -2,7 +2,9 @@
 
 Consumes: `interns.rollouts.v1` (the routing table, read whole by every replica).
 Serves: `RouterService` over gRPC (ROUTER_PORT), health and metrics (ROUTER_OPS_PORT).
-Calls: the expert (EXPERT_BASE_URL); interns on Triton (TRITON_GRPC_ADDR).
+Produces: `interns.shadow.v1` (expert and intern answers compared, in shadow mode).
+Calls: the expert (EXPERT_BASE_URL); interns on Triton (TRITON_GRPC_ADDR), falling back
+to the expert when an intern fails, is slow or gives an answer that fails its checks.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import asyncio
 from faststream.kafka import KafkaBroker
 
 from interns.api.v1 import router_pb2, router_pb2_grpc
-from interns.common.events import RolloutChanged
+from interns.common.events import RolloutChanged, ShadowCompared
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
+from interns.common.metrics import EVENTS_PUBLISHED
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
 from interns.router.expert import ExpertClient
 from interns.router.grpc_service import RouterServicer
+from interns.router.interns import InternClient
 from interns.router.routing import RoutingTable
-from interns.router.serving import Router
+from interns.router.serving import Router, RouterConfig
 from interns.router.settings import RouterSettings
 
 log = get_logger(__name__)
@@ -37,13 +41,28 @@ async def main() -> None:
     async def on_rollout(change: RolloutChanged) -> None:
         table.apply(change)
 
+    shadows = broker.publisher(ShadowCompared.topic, schema=ShadowCompared)
+
+    async def publish_shadow(comparison: ShadowCompared) -> None:
+        await shadows.publish(comparison.model_dump(mode="json"), key=comparison.key())
+        EVENTS_PUBLISHED.labels("router", ShadowCompared.topic).inc()
+
     expert = ExpertClient(
         settings.expert_base_url,
         settings.expert_api_key,
         settings.expert_timeout_s,
         settings.expert_max_attempts,
     )
-    router = Router(table, expert, settings.expert_model)
+    interns = InternClient(
+        settings.triton_grpc_addr, settings.breaker_failures, settings.breaker_open_s
+    )
+    config = RouterConfig(
+        expert_model=settings.expert_model,
+        intern_timeout_s=settings.intern_timeout_s,
+        prices=settings.expert_prices,
+        shadow_concurrency=settings.shadow_concurrency,
+    )
+    router = Router(table, expert, config, interns, publish_shadow)
     grpc_server = GrpcServer(
         "router",
         f"{settings.host}:{settings.port}",
@@ -59,7 +78,9 @@ async def main() -> None:
             log.info("router serving", port=grpc_server.port, expert=settings.expert_base_url)
             signal_name = await wait_for_shutdown_signal()
             log.info("router stopping", signal=signal_name)
+        await router.drain()
     await expert.aclose()
+    await interns.close()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from interns.api.v1 import chat_pb2, router_pb2, router_pb2_grpc
+from interns.api.v1 import router_pb2, router_pb2_grpc
 from interns.router.routing import RoutingTable
 from interns.router.serving import Router
 
@@ -15,16 +15,14 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self._table = table
 
     async def RouteChatCompletion(self, request, context: grpc.aio.ServicerContext):
-        output, decision = await self._router.complete(
-            request.input, request.trace_id, context.time_remaining(), context
+        output, route = await self._router.complete(
+            request.input, request.metadata, request.trace_id, context.time_remaining(), context
         )
-        return router_pb2.RouteChatCompletionResponse(
-            output=output, route=chat_pb2.RouteDecision(**decision.__dict__)
-        )
+        return router_pb2.RouteChatCompletionResponse(output=output, route=route)
 
     async def StreamRouteChatCompletion(self, request, context: grpc.aio.ServicerContext):
         async for chunk in self._router.stream(
-            request.input, request.trace_id, context.time_remaining(), context
+            request.input, request.metadata, request.trace_id, context.time_remaining(), context
         ):
             yield chunk
 

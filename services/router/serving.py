@@ -1,77 +1,322 @@
-"""Serving one call: pick the route, call the target, turn its answer into gRPC messages."""
+"""Serving one call: pick the route, call the intern or the expert, and fall back to the
+expert whenever the intern cannot give a checked answer in time (a cascade)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
 from interns.api.v1 import chat_pb2, router_pb2
-from interns.common.chat import input_to_openai, output_from_openai, tool_call_from_openai
+from interns.common.chat import (
+    input_to_openai,
+    message_from_openai,
+    output_from_openai,
+    tool_call_from_openai,
+)
+from interns.common.events import ShadowCompared
+from interns.common.logging import get_logger
 from interns.common.metrics import ROUTED_CALLS
+from interns.common.signature import request_signature
+from interns.router.checks import check_answer
+from interns.router.compare import compare_answers
+from interns.router.costs import Price, call_cost
 from interns.router.expert import ExpertClient, ExpertError
+from interns.router.interns import InternClient, InternFailed
 from interns.router.routing import Decision, RoutingTable
+
+log = get_logger(__name__)
+PublishShadow = Callable[[ShadowCompared], Awaitable[None]]
+
+
+@dataclass
+class RouterConfig:
+    expert_model: str
+    intern_timeout_s: float = 2.0
+    prices: dict[str, Price] = field(default_factory=dict)
+    shadow_concurrency: int = 16
+
+
+@dataclass
+class Routed:
+    """A call's chosen route and what the router needs to serve it."""
+
+    decision: Decision
+    body: dict[str, Any]
 
 
 class Router:
     """Routes calls by the routing table; the expert answers whatever no intern takes."""
 
-    def __init__(self, table: RoutingTable, expert: ExpertClient, expert_model: str):
+    def __init__(
+        self,
+        table: RoutingTable,
+        expert: ExpertClient,
+        config: RouterConfig,
+        interns: InternClient | None = None,
+        publish_shadow: PublishShadow | None = None,
+    ):
         self._table = table
         self._expert = expert
-        self._expert_model = expert_model
+        self._config = config
+        self._interns = interns
+        self._publish_shadow = publish_shadow
+        self._shadow_slots = asyncio.Semaphore(config.shadow_concurrency)
+        self._background: set[asyncio.Task] = set()
 
-    def _decide(self) -> Decision:
-        decision = self._table.decide(self._expert_model)
-        ROUTED_CALLS.labels("router", decision.target, decision.reason).inc()
-        return decision
+    def _route(self, chat: chat_pb2.ChatCompletionInput, metadata) -> Routed:
+        body = input_to_openai(chat, self._config.expert_model)
+        decision = self._table.decide(
+            request_signature(body),
+            metadata.tenant_id,
+            metadata.session_id,
+            self._config.expert_model,
+        )
+        if decision.target == "intern" and self._interns is None:
+            decision = Decision(
+                "expert",
+                self._config.expert_model,
+                task_id=decision.task_id,
+                reason="fallback: no Triton configured",
+                mode=decision.mode,
+            )
+        return Routed(decision, body)
+
+    def _intern_budget(self, deadline_s: float | None) -> float:
+        """The intern gets at most half of what is left, so the expert can still answer."""
+        budget = self._config.intern_timeout_s
+        return min(budget, deadline_s / 2) if deadline_s else budget
+
+    async def _try_intern(
+        self, routed: Routed, deadline_s: float | None
+    ) -> tuple[dict[str, Any] | None, Decision]:
+        decision = routed.decision
+        try:
+            message = await self._interns.answer(
+                decision.model,
+                decision.model_version,
+                routed.body,
+                self._intern_budget(deadline_s),
+                lambda m: check_answer(routed.body, m),
+            )
+            return message, decision
+        except InternFailed as failure:
+            fallback = Decision(
+                "expert",
+                self._config.expert_model,
+                task_id=decision.task_id,
+                reason=f"fallback: {failure}",
+                mode=decision.mode,
+            )
+            return None, fallback
+
+    def _count(self, decision: Decision) -> None:
+        reason = decision.reason.split(":", 1)[0] if decision.reason else ""
+        ROUTED_CALLS.labels("router", decision.target, reason).inc()
+
+    def _route_message(self, decision: Decision, cost_usd: float = 0.0) -> chat_pb2.RouteDecision:
+        return chat_pb2.RouteDecision(
+            target=decision.target,
+            model=decision.model,
+            model_version=decision.model_version,
+            task_id=decision.task_id,
+            reason=decision.reason,
+            cost_usd=cost_usd,
+            mode=decision.mode,
+        )
+
+    def _cost(self, output: chat_pb2.ChatCompletionOutput) -> float:
+        return call_cost(
+            self._config.prices,
+            output.model or self._config.expert_model,
+            output.usage.prompt_tokens,
+            output.usage.completion_tokens,
+        )
 
     async def complete(
         self,
         chat: chat_pb2.ChatCompletionInput,
+        metadata: chat_pb2.RequestMetadata,
         trace_id: str,
         deadline_s: float | None,
         context: grpc.aio.ServicerContext,
-    ) -> tuple[chat_pb2.ChatCompletionOutput, Decision]:
-        decision = self._decide()
-        body = input_to_openai(chat, self._expert_model)
+    ) -> tuple[chat_pb2.ChatCompletionOutput, chat_pb2.RouteDecision]:
+        routed = self._route(chat, metadata)
+        decision = routed.decision
+        if decision.target == "intern":
+            started = time.monotonic()
+            message, decision = await self._try_intern(routed, deadline_s)
+            if message is not None:
+                self._count(decision)
+                return intern_output(decision, message), self._route_message(decision)
+            if deadline_s:
+                deadline_s = max(deadline_s - (time.monotonic() - started), 0.001)
+        self._count(decision)
         try:
-            answer = await self._expert.complete(body, deadline_s)
+            answer = await self._expert.complete(routed.body, deadline_s)
         except ExpertError as error:
             await context.abort(error.code, str(error))
         output = output_from_openai(answer)
-        return output, Decision(**{**decision.__dict__, "model": output.model or decision.model})
+        if decision.shadow_model:
+            self._shadow(routed, trace_id, answer)
+        decision = Decision(**{**decision.__dict__, "model": output.model or decision.model})
+        return output, self._route_message(decision, self._cost(output))
 
     async def stream(
         self,
         chat: chat_pb2.ChatCompletionInput,
+        metadata: chat_pb2.RequestMetadata,
         trace_id: str,
         deadline_s: float | None,
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[router_pb2.StreamRouteChatCompletionResponse]:
-        decision = self._decide()
-        body = input_to_openai(chat, self._expert_model)
-        route = chat_pb2.RouteDecision(**decision.__dict__)
+        routed = self._route(chat, metadata)
+        decision = routed.decision
+        if decision.target == "intern":
+            message, decision = await self._try_intern(routed, deadline_s)
+            if message is not None:
+                self._count(decision)
+                output = intern_output(decision, message)
+                for delta in whole_answer_deltas(output):
+                    yield router_pb2.StreamRouteChatCompletionResponse(
+                        id=output.id,
+                        model=output.model,
+                        delta=delta,
+                        route=self._route_message(decision),
+                    )
+                return
+        self._count(decision)
         assembler = ToolCallAssembler()
         first = True
         try:
-            async for chunk in self._expert.stream(body, deadline_s):
+            async for chunk in self._expert.stream(routed.body, deadline_s):
                 for delta in assembler.feed(chunk):
                     yield router_pb2.StreamRouteChatCompletionResponse(
                         id=assembler.id,
                         model=assembler.model,
                         delta=delta,
-                        route=route if first else None,
+                        route=self._route_message(decision) if first else None,
                     )
                     first = False
+            final = assembler.finish()
+            cost = call_cost(
+                self._config.prices,
+                assembler.model or self._config.expert_model,
+                final.usage.prompt_tokens,
+                final.usage.completion_tokens,
+            )
             yield router_pb2.StreamRouteChatCompletionResponse(
                 id=assembler.id,
                 model=assembler.model,
-                delta=assembler.finish(),
-                route=route if first else None,
+                delta=final,
+                route=self._route_message(decision, cost),
             )
         except ExpertError as error:
             await context.abort(error.code, str(error))
+        if decision.shadow_model:
+            self._shadow(routed, trace_id, assembler.message())
+
+    # --- shadow -----------------------------------------------------------------------
+
+    def _shadow(self, routed: Routed, trace_id: str, expert_answer: dict[str, Any]) -> None:
+        """Runs the intern beside the expert, off the critical path; skipped (and counted)
+        when too many shadow calls are already in flight."""
+        if self._interns is None or self._shadow_slots.locked():
+            ROUTED_CALLS.labels("router", "shadow", "skipped").inc()
+            return
+        task = asyncio.create_task(self._run_shadow(routed, trace_id, expert_answer))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _run_shadow(
+        self, routed: Routed, trace_id: str, expert_answer: dict[str, Any]
+    ) -> None:
+        decision = routed.decision
+        expert_message = expert_message_of(expert_answer)
+        async with self._shadow_slots:
+            started = time.perf_counter()
+            try:
+                intern_message = await self._interns.answer(
+                    decision.shadow_model,
+                    decision.shadow_version,
+                    routed.body,
+                    self._config.intern_timeout_s,
+                    lambda m: check_answer(routed.body, m),
+                )
+            except InternFailed as failure:
+                intern_message = {"error": str(failure)}
+            latency_ms = (time.perf_counter() - started) * 1000
+        agree, score = compare_answers(expert_message, intern_message)
+        ROUTED_CALLS.labels("router", "shadow", "agree" if agree else "disagree").inc()
+        if self._publish_shadow is None:
+            return
+        try:
+            await self._publish_shadow(
+                ShadowCompared(
+                    trace_id=trace_id,
+                    task_id=decision.task_id,
+                    model=decision.shadow_model,
+                    model_version=decision.shadow_version,
+                    agree=agree,
+                    score=score,
+                    expert_answer=_json(expert_message),
+                    intern_answer=_json(intern_message),
+                    intern_latency_ms=latency_ms,
+                )
+            )
+        except Exception:
+            log.exception("shadow comparison not published")
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Waits for shadow calls in flight (at shutdown)."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=timeout_s)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def expert_message_of(answer: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message of an OpenAI response body (or of an assembled stream)."""
+    if "choices" in answer:
+        return (answer.get("choices") or [{}])[0].get("message") or {}
+    return answer
+
+
+def intern_output(decision: Decision, message: dict[str, Any]) -> chat_pb2.ChatCompletionOutput:
+    """An intern's checked message as a completion."""
+    grpc_message = message_from_openai({**message, "role": "assistant"})
+    return chat_pb2.ChatCompletionOutput(
+        id=f"intern-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=decision.model,
+        message=grpc_message,
+        finish_reason="tool_calls" if grpc_message.tool_calls else "stop",
+    )
+
+
+def whole_answer_deltas(
+    output: chat_pb2.ChatCompletionOutput,
+) -> list[chat_pb2.ChatCompletionDelta]:
+    """A whole answer as stream deltas: the role and text first, then the tool calls and
+    the finish reason."""
+    deltas = [chat_pb2.ChatCompletionDelta(role="assistant", content=output.message.content)]
+    deltas.append(
+        chat_pb2.ChatCompletionDelta(
+            tool_calls=output.message.tool_calls,
+            finish_reason=output.finish_reason,
+            usage=output.usage,
+        )
+    )
+    return deltas
 
 
 class ToolCallAssembler:
@@ -84,6 +329,7 @@ class ToolCallAssembler:
         self._usage: dict = {}
         self.id = ""
         self.model = ""
+        self._text: list[str] = []
 
     def feed(self, chunk: dict) -> list[chat_pb2.ChatCompletionDelta]:
         """The text deltas of one chunk; tool-call fragments and usage are kept for the end."""
@@ -102,6 +348,7 @@ class ToolCallAssembler:
                 function = fragment.get("function") or {}
                 call["function"]["name"] += function.get("name") or ""
                 call["function"]["arguments"] += function.get("arguments") or ""
+            self._text.append(delta.get("content") or "")
             if delta.get("role") or delta.get("content"):
                 deltas.append(
                     chat_pb2.ChatCompletionDelta(
@@ -110,6 +357,14 @@ class ToolCallAssembler:
                 )
             self._finish_reason = choice.get("finish_reason") or self._finish_reason
         return deltas
+
+    def message(self) -> dict[str, Any]:
+        """What has been assembled so far, as an OpenAI assistant message."""
+        return {
+            "role": "assistant",
+            "content": "".join(self._text) or None,
+            "tool_calls": [c for _, c in sorted(self._calls.items())] or None,
+        }
 
     def finish(self) -> chat_pb2.ChatCompletionDelta:
         """The last delta: whole tool calls, the finish reason and the usage."""

@@ -4,6 +4,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from interns.common.settings import ServiceSettings, shared
+from interns.router.costs import Price
 
 
 class RouterSettings(ServiceSettings):
@@ -22,3 +23,15 @@ class RouterSettings(ServiceSettings):
     expert_max_attempts: int = shared(
         "EXPERT_MAX_ATTEMPTS", 4, "Attempts per call on 429, 5xx and connection errors"
     )
+    expert_prices: dict[str, Price] = shared(
+        "EXPERT_PRICES",
+        {"default": Price(prompt_per_million=2.5, completion_per_million=10.0)},
+        "Price table, JSON: {model: {prompt_per_million, completion_per_million}};"
+        " 'default' prices models not listed",
+    )
+    intern_timeout_s: float = Field(2.0, description="Longest wait for an intern's answer")
+    breaker_failures: int = Field(
+        5, description="Failures in a row after which a model is not called for a while"
+    )
+    breaker_open_s: float = Field(30.0, description="How long a tripped model is left alone")
+    shadow_concurrency: int = Field(16, description="Shadow calls in flight at most")

@@ -1,4 +1,5 @@
-"""The routing table follows the rollout topic; a late, older event never wins."""
+"""The routing table follows the rollout topic and decides per call: by signature, mode,
+pin and, for canaries, a share that is sticky per session."""
 
 from __future__ import annotations
 
@@ -7,29 +8,80 @@ from datetime import UTC, datetime, timedelta
 from interns.common.events import RolloutChanged
 from interns.router.routing import RoutingTable
 
+NOW = datetime.now(UTC)
 
-def change(mode: str, at: datetime) -> RolloutChanged:
-    return RolloutChanged(
-        task_id="t1",
-        target="intern-t1",
-        model_version=2,
-        mode=mode,
-        changed_by="controller",
-        occurred_at=at,
-    )
+
+def change(mode: str, at: datetime = NOW, share: float = 0.0, **extra) -> RolloutChanged:
+    fields = {
+        "task_id": "t1",
+        "signature": "sig-1",
+        "target": "intern-t1",
+        "model_version": 2,
+        "mode": mode,
+        "canary_share": share,
+        "changed_by": "controller",
+        "occurred_at": at,
+    }
+    return RolloutChanged(**{**fields, **extra})
+
+
+def decide(table: RoutingTable, session: str = "s1", signature: str = "sig-1"):
+    return table.decide(signature, "acme", session, "big-model")
 
 
 def test_the_latest_change_per_task_is_in_force():
     table = RoutingTable()
-    now = datetime.now(UTC)
-    table.apply(change("shadow", now))
-    table.apply(change("full", now + timedelta(seconds=1)))
-    assert table.routes["t1"].mode == "full"
-    table.apply(change("canary", now - timedelta(seconds=5)))
+    table.apply(change("shadow", NOW))
+    table.apply(change("full", NOW + timedelta(seconds=1)))
+    table.apply(change("canary", NOW - timedelta(seconds=5), share=0.5))
     assert table.routes["t1"].mode == "full"
     assert table.revision == 2
+    assert decide(table).target == "intern"
 
 
-def test_until_a_task_matches_the_expert_answers():
-    decision = RoutingTable().decide("big-model")
-    assert (decision.target, decision.model) == ("expert", "big-model")
+def test_a_call_of_no_known_task_goes_to_the_expert():
+    table = RoutingTable()
+    table.apply(change("full"))
+    decision = decide(table, signature="other")
+    assert (decision.target, decision.model, decision.reason) == (
+        "expert",
+        "big-model",
+        "no task matched",
+    )
+
+
+def test_full_pinned_off_and_shadow():
+    table = RoutingTable()
+    table.apply(change("full"))
+    full = decide(table)
+    assert (full.target, full.model, full.model_version, full.task_id) == (
+        "intern",
+        "intern-t1",
+        2,
+        "t1",
+    )
+    table.apply(change("full", NOW + timedelta(seconds=1), pinned=True, target="expert"))
+    assert decide(table).reason == "task pinned to the expert"
+    table.apply(change("off", NOW + timedelta(seconds=2)))
+    assert decide(table).target == "expert"
+    table.apply(change("shadow", NOW + timedelta(seconds=3)))
+    shadow = decide(table)
+    assert (shadow.target, shadow.shadow_model, shadow.shadow_version) == ("expert", "intern-t1", 2)
+
+
+def test_a_task_whose_signature_changed_is_matched_by_the_new_one_only():
+    table = RoutingTable()
+    table.apply(change("full"))
+    table.apply(change("full", NOW + timedelta(seconds=1), signature="sig-2"))
+    assert decide(table, signature="sig-1").target == "expert"
+    assert decide(table, signature="sig-2").target == "intern"
+
+
+def test_a_canary_takes_its_share_of_sessions_and_each_session_stays_put():
+    table = RoutingTable()
+    table.apply(change("canary", share=0.2))
+    sessions = [f"session-{i}" for i in range(4000)]
+    first = {s: decide(table, session=s).target for s in sessions}
+    share = sum(t == "intern" for t in first.values()) / len(sessions)
+    assert 0.17 < share < 0.23
+    assert all(decide(table, session=s).target == first[s] for s in sessions[:500])

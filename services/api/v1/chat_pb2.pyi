@@ -93,18 +93,22 @@ class Usage(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
 
 class RouteDecision(_message.Message):
-    __slots__ = ("target", "model", "model_version", "task_id", "reason")
+    __slots__ = ("target", "model", "model_version", "task_id", "reason", "cost_usd", "mode")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     target: str
     model: str
     model_version: int
     task_id: str
     reason: str
-    def __init__(self, target: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[int] = ..., task_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    cost_usd: float
+    mode: str
+    def __init__(self, target: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[int] = ..., task_id: _Optional[str] = ..., reason: _Optional[str] = ..., cost_usd: _Optional[float] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class ChatCompletionInput(_message.Message):
     __slots__ = ("model", "messages", "tools", "tool_choice", "response_format", "temperature", "max_tokens")

@@ -1,0 +1,198 @@
+"""The router serves interns on the real Triton, routed live from the real rollout topic:
+full, canary and shadow modes, and the cascade to the expert when an intern's answer
+fails its checks or Triton cannot answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import uuid
+
+import grpc
+import pytest
+import tritonclient.grpc as triton
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from interns.api.v1 import chat_pb2, router_pb2, router_pb2_grpc
+from interns.common.chat import input_from_openai
+from interns.common.events import RolloutChanged, ShadowCompared
+from interns.common.intern_contract import config_pbtxt
+from interns.common.signature import request_signature
+from tests.conftest import openai_log_line
+
+pytestmark = pytest.mark.integration
+
+# An intern that reads the city from the question: right on the weather workload.
+GOOD = """
+import json
+import re
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def answer(body):
+    question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    city = re.search(r"in (\\w+)", question).group(1)
+    arguments = json.dumps({"city": city, "date": "2019-03-02"})
+    return {"tool_calls": [{"id": "call_i", "type": "function",
+                            "function": {"name": "GetWeather", "arguments": arguments}}]}
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            bodies = pb_utils.get_input_tensor_by_name(request, "REQUEST").as_numpy()
+            out = [[json.dumps(answer(json.loads(b[0]))).encode()] for b in bodies]
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("RESPONSE", np.array(out, dtype=object))]))
+        return responses
+"""
+
+# An intern that calls a tool the request never offered: it must never be served.
+BAD = GOOD.replace('"name": "GetWeather"', '"name": "LaunchRockets"')
+
+
+def deploy(settings, name: str, source: str) -> None:
+    repository = settings.state_dir.resolve() / "model-repository"
+    (repository / name / "1").mkdir(parents=True, exist_ok=True)
+    (repository / name / "config.pbtxt").write_text(config_pbtxt(name))
+    (repository / name / "1" / "model.py").write_text(textwrap.dedent(source))
+    client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
+    client.load_model(name, client_timeout=120)
+    assert client.is_model_ready(name)
+
+
+def weather(city: str = "Lima"):
+    return openai_log_line(city, "s")["request"]
+
+
+SIGNATURE = request_signature(weather())
+
+
+@pytest.fixture(scope="module")
+def interns(stack):
+    settings, _ = stack
+    deploy(settings, "intern-weather-good", GOOD)
+    deploy(settings, "intern-weather-bad", BAD)
+    return settings
+
+
+async def route(settings, mode: str, target: str, share: float = 0.0) -> str:
+    """Publishes a rollout for the weather task as the deploy controller does; returns
+    once the router's table shows it."""
+    task_id = "weather"
+    change = RolloutChanged(
+        task_id=task_id,
+        signature=SIGNATURE,
+        target=target,
+        model_version=1,
+        mode=mode,
+        canary_share=share,
+        changed_by="test",
+        reason="integration test",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=f"{settings.host}:{settings.kafka_port}")
+    await producer.start()
+    try:
+        await producer.send_and_wait(RolloutChanged.topic, change.to_bytes(), key=change.key())
+    finally:
+        await producer.stop()
+    async with grpc.aio.insecure_channel(f"{settings.host}:{settings.router_port}") as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        async with asyncio.timeout(20):
+            while True:
+                table = await stub.GetRoutingTable(router_pb2.GetRoutingTableRequest())
+                if any(
+                    e.task_id == task_id
+                    and e.mode == mode
+                    and e.target == target
+                    and abs(e.canary_share - share) < 1e-9
+                    for e in table.entries
+                ):
+                    return task_id
+                await asyncio.sleep(0.1)
+
+
+async def ask(settings, city: str = "Lima", session: str = "s1", trace_id: str = ""):
+    request = router_pb2.RouteChatCompletionRequest(
+        trace_id=trace_id or uuid.uuid4().hex,
+        metadata=chat_pb2.RequestMetadata(tenant_id="acme", session_id=session),
+        input=input_from_openai(weather(city)),
+    )
+    async with grpc.aio.insecure_channel(f"{settings.host}:{settings.router_port}") as channel:
+        return await router_pb2_grpc.RouterServiceStub(channel).RouteChatCompletion(
+            request, timeout=20
+        )
+
+
+def city_of(response) -> str:
+    return json.loads(response.output.message.tool_calls[0].function.arguments)["city"]
+
+
+async def test_in_full_mode_the_intern_answers(interns):
+    await route(interns, "full", "intern-weather-good")
+    response = await ask(interns, "Oslo")
+    assert (response.route.target, response.route.model, response.route.reason) == (
+        "intern",
+        "intern-weather-good",
+        "full",
+    )
+    assert city_of(response) == "Oslo"
+    assert response.route.cost_usd == 0
+
+
+async def test_an_intern_answer_that_fails_its_check_falls_back_to_the_expert(interns):
+    await route(interns, "full", "intern-weather-bad")
+    response = await ask(interns, "Kyoto")
+    assert response.route.target == "expert"
+    assert response.route.reason.startswith("fallback: check failed")
+    assert "LaunchRockets" in response.route.reason
+    assert city_of(response) == "Kyoto"
+    assert response.route.cost_usd > 0
+
+
+async def test_a_model_triton_cannot_serve_falls_back_and_then_trips_its_breaker(interns):
+    await route(interns, "full", "intern-not-loaded")
+    reasons = [(await ask(interns, "Quito")).route.reason for _ in range(7)]
+    assert reasons[0].startswith("fallback: triton:")
+    assert reasons[-1] == "fallback: circuit open for intern-not-loaded v1"
+
+
+async def test_a_canary_sends_its_share_of_sessions_to_the_intern(interns):
+    await route(interns, "canary", "intern-weather-good", share=0.3)
+    targets = [(await ask(interns, "Lima", session=f"c-{i}")).route.target for i in range(120)]
+    share = targets.count("intern") / len(targets)
+    assert 0.15 < share < 0.45, share
+    again = [(await ask(interns, "Lima", session=f"c-{i}")).route.target for i in range(20)]
+    assert again == targets[:20]
+
+
+async def test_in_shadow_mode_the_expert_serves_and_both_answers_are_compared(interns):
+    await route(interns, "shadow", "intern-weather-good")
+    consumer = AIOKafkaConsumer(
+        ShadowCompared.topic,
+        bootstrap_servers=f"{interns.host}:{interns.kafka_port}",
+        auto_offset_reset="earliest",
+        group_id=f"test-{uuid.uuid4().hex}",
+    )
+    await consumer.start()
+    trace_id = uuid.uuid4().hex
+    try:
+        response = await ask(interns, "Paris", trace_id=trace_id)
+        assert response.route.target == "expert" and response.route.mode == "shadow"
+        comparison = None
+        async with asyncio.timeout(20):
+            while comparison is None:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in records:
+                        event = ShadowCompared.model_validate_json(record.value)
+                        if event.trace_id == trace_id:
+                            comparison = event
+    finally:
+        await consumer.stop()
+    assert comparison.model == "intern-weather-good" and comparison.task_id == "weather"
+    # The recorded expert's date for Paris is 2019-03-02, as the intern says: they agree.
+    assert comparison.agree and comparison.score == 1.0
