@@ -15,12 +15,15 @@ from interns.common.grpc_server import GrpcServer
 from interns.expert.app import build_app
 from interns.expert.replay import ReplayIndex, load_workload
 from interns.expert.settings import ExpertSettings
-from interns.gateway.calls import Gateway
+from interns.gateway.calls import Admission, Gateway
 from interns.gateway.grpc_service import GatewayServicer
+from interns.gateway.limits import RateLimit, TenantRateLimiter
+from interns.router.costs import Price
 from interns.router.expert import ExpertClient
 from interns.router.grpc_service import RouterServicer
+from interns.router.interns import InternClient
 from interns.router.routing import RoutingTable
-from interns.router.serving import Router
+from interns.router.serving import Router, RouterConfig
 
 
 @dataclass
@@ -40,18 +43,52 @@ def expert_http(workload: Path) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://expert/v1/")
 
 
-async def start_router(expert: ExpertClient, table: RoutingTable | None = None) -> GrpcServer:
+async def start_router(
+    expert: ExpertClient,
+    table: RoutingTable | None = None,
+    interns: InternClient | None = None,
+    publish_shadow=None,
+) -> GrpcServer:
     table = table or RoutingTable()
+    # A price table, so that the expert's calls cost something the tests can check.
+    prices = {"default": Price(prompt_per_million=1000.0, completion_per_million=4000.0)}
+    router = Router(table, expert, RouterConfig("replay", prices=prices), interns, publish_shadow)
     server = GrpcServer("router", "127.0.0.1:0", ["interns.api.v1.RouterService"], grace=1)
     router_pb2_grpc.add_RouterServiceServicer_to_server(
-        RouterServicer(Router(table, expert, "replay"), table), server.server
+        RouterServicer(router, table), server.server
     )
     return await server.__aenter__()
 
 
-async def start_gateway(router_addr: str, publisher: RecordingPublisher) -> GrpcServer:
+@dataclass
+class MemoryAuthenticator:
+    """Stands in for the database key store: API key -> tenant."""
+
+    tenants: dict[str, str] = field(default_factory=dict)
+
+    async def tenant_of(self, api_key: str) -> str | None:
+        return self.tenants.get(api_key)
+
+
+def bearer(api_key: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata that carries `api_key` the way clients send it."""
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+def open_admission() -> Admission:
+    """Admits every call as tenant "default", without a key, at any sane rate."""
+    return Admission(
+        MemoryAuthenticator(), TenantRateLimiter(RateLimit(10_000, 10_000)), require_api_key=False
+    )
+
+
+async def start_gateway(
+    router_addr: str, publisher: RecordingPublisher, admission: Admission | None = None
+) -> GrpcServer:
     channel = grpc.aio.insecure_channel(router_addr)
-    gateway = Gateway(router_pb2_grpc.RouterServiceStub(channel), publisher, 10.0, "default")
+    gateway = Gateway(
+        router_pb2_grpc.RouterServiceStub(channel), publisher, 10.0, admission or open_admission()
+    )
     server = GrpcServer("gateway", "127.0.0.1:0", ["interns.api.v1.GatewayService"], grace=1)
     gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server.server)
     return await server.__aenter__()

@@ -58,8 +58,29 @@ def same_answer(answer: dict[str, Any], reference: dict[str, Any]) -> bool:
     return (answer.get("content") or "").strip() == (reference.get("content") or "").strip()
 
 
+class MissingApiKey(RuntimeError):
+    """The demo has no API key to send."""
+
+
+def demo_api_key(settings: StackSettings) -> str:
+    """INTERNS_API_KEY, else the local key `interns up` wrote in the state folder."""
+    if settings.api_key:
+        return settings.api_key
+    try:
+        return settings.api_key_file.read_text().strip()
+    except FileNotFoundError:
+        raise MissingApiKey(
+            f"no API key in {settings.api_key_file}: start the stack with 'interns up',"
+            " or set INTERNS_API_KEY"
+        ) from None
+
+
 async def replay(
-    gateway_addr: str, records: list[WorkloadRecord], concurrency: int, progress: Progress
+    gateway_addr: str,
+    api_key: str,
+    records: list[WorkloadRecord],
+    concurrency: int,
+    progress: Progress,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     task = progress.add_task("replaying through the gateway", total=len(records))
@@ -79,7 +100,9 @@ async def replay(
             async with semaphore:
                 started = time.perf_counter()
                 try:
-                    response = await stub.CreateChatCompletion(request, timeout=60)
+                    response = await stub.CreateChatCompletion(
+                        request, timeout=60, metadata=(("authorization", f"Bearer {api_key}"),)
+                    )
                     answer = message_to_openai(response.output.message)
                     results.append(
                         {
@@ -122,6 +145,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Replays `limit` calls of `workload` through the running stack; writes and returns
     the report (`report["ok"]` is False when a call failed or a trace was not stored)."""
+    api_key = demo_api_key(settings)
     path = workload or load_settings(ExpertSettings).workload
     loaded = load_workload(path)
     records = spread(loaded.records, limit)
@@ -132,7 +156,7 @@ def run_demo(
     started = time.monotonic()
     with Progress(console=console) as progress:
         results = asyncio.run(
-            replay(f"{settings.host}:{settings.gateway_port}", records, 8, progress)
+            replay(f"{settings.host}:{settings.gateway_port}", api_key, records, 8, progress)
         )
     answered = [r for r in results if r["ok"]]
     trace_ids = [r["trace_id"] for r in answered]

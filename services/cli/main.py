@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from interns.common.logging import configure_logging
 from interns.common.settings import load_settings
@@ -21,8 +24,13 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 probe_app = typer.Typer(no_args_is_help=True, help="Health probes (exit 0 when healthy).")
+keys_app = typer.Typer(
+    no_args_is_help=True,
+    help="API keys of tenants, through the control API (TRAINER_ADDR, default: the local stack).",
+)
 app.add_typer(db_app, name="db")
 app.add_typer(probe_app, name="probe")
+app.add_typer(keys_app, name="keys")
 console = Console()
 errors = Console(stderr=True)
 
@@ -94,6 +102,8 @@ def _print_status(settings: StackSettings) -> bool:
         table.add_row(row.name, health, row.address, str(row.pid or "-"), Path(row.log).name)
     console.print(table)
     console.print(f"logs in {settings.state_dir / 'logs'}")
+    if settings.api_key_file.exists():
+        console.print(f"API key of tenant 'local' in {settings.api_key_file}")
     return all(row.healthy for row in rows)
 
 
@@ -116,7 +126,7 @@ def demo(
 ) -> None:
     """Bring the stack up (if it is not) and replay a workload through the gateway,
     checking that every call is answered and its trace stored."""
-    from interns.cli.demo import run_demo
+    from interns.cli.demo import MissingApiKey, run_demo
     from interns.stack.supervisor import StackError, load_state
     from interns.stack.supervisor import down as stack_down
     from interns.stack.supervisor import up as stack_up
@@ -132,7 +142,7 @@ def demo(
                 stack_up(settings, lambda line: (console.print(f"  {line}"), spinner.update(line)))
             console.print(f"[green]stack healthy[/] in {time.monotonic() - began:.1f}s")
         report = run_demo(settings, workload, out, limit, console)
-    except (StackError, MissingPart) as error:
+    except (StackError, MissingPart, MissingApiKey) as error:
         raise _fail(str(error)) from None
     finally:
         if started_here and not keep_running:
@@ -154,6 +164,108 @@ def db_upgrade() -> None:
     except StackError as error:
         raise _fail(str(error)) from None
     console.print(f"database {redact_url(url)} is at the latest schema")
+
+
+@contextmanager
+def _control_api() -> Iterator:
+    """A ControlService stub at TRAINER_ADDR; a failed call ends the command with its
+    message (which names the bad field)."""
+    import grpc
+
+    from interns.api.v1 import control_pb2_grpc
+
+    address = load_settings(StackSettings).resolved_trainer_addr
+    try:
+        with grpc.insecure_channel(address) as channel:
+            yield control_pb2_grpc.ControlServiceStub(channel)
+    except grpc.RpcError as error:
+        if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise _fail(
+                f"the control API at {address} is unreachable: start the stack with"
+                " 'interns up', or set TRAINER_ADDR"
+            ) from None
+        raise _fail(error.details()) from None
+
+
+def _when(seconds: int) -> str:
+    if not seconds:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _keys_table(keys) -> Table:
+    # Ids and prefixes are copied by hand: never cut or wrapped.
+    table = Table(
+        Column("key id", no_wrap=True, min_width=20),
+        "tenant",
+        "name",
+        Column("prefix", no_wrap=True, min_width=15),
+        "created",
+        "revoked",
+        "created by",
+    )
+    for key in keys:
+        revoked = f"[red]{_when(key.revoked)}[/]" if key.revoked else "[green]valid[/]"
+        table.add_row(
+            key.key_id,
+            key.tenant_id,
+            key.name,
+            f"{key.prefix}...",
+            _when(key.created),
+            revoked,
+            key.created_by,
+        )
+    return table
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant whose calls the key authenticates")],
+    name: Annotated[str, typer.Option(help="A name to tell the key apart")] = "",
+) -> None:
+    """Create an API key for a tenant; the key is printed this once only."""
+    from interns.api.v1 import control_pb2
+
+    if not tenant.strip():
+        raise _fail("--tenant: must not be empty")
+    with _control_api() as control:
+        created = control.CreateApiKey(
+            control_pb2.CreateApiKeyRequest(tenant_id=tenant, name=name), timeout=10
+        )
+    console.print(_keys_table([created.api_key]))
+    console.print("the key (store it now: it is not shown again; send it as")
+    console.print("'authorization: Bearer <key>'):")
+    print(created.key)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str, typer.Option(help="Only this tenant's keys")] = "",
+) -> None:
+    """List API keys (revoked ones too), never the keys themselves."""
+    from interns.api.v1 import control_pb2
+
+    with _control_api() as control:
+        listed = control.ListApiKeys(control_pb2.ListApiKeysRequest(tenant_id=tenant), timeout=10)
+    if not listed.api_keys:
+        console.print("no API keys" + (f" of tenant {tenant!r}" if tenant else ""))
+        return
+    console.print(_keys_table(listed.api_keys))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, as 'interns keys list' shows")],
+) -> None:
+    """Revoke an API key: gateways refuse it within seconds."""
+    from interns.api.v1 import control_pb2
+
+    if not key_id.strip():
+        raise _fail("KEY_ID: must not be empty")
+    with _control_api() as control:
+        revoked = control.RevokeApiKey(control_pb2.RevokeApiKeyRequest(key_id=key_id), timeout=10)
+    console.print(_keys_table([revoked.api_key]))
+    console.print(f"key {revoked.api_key.key_id} is revoked")
 
 
 @app.command()

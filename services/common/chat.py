@@ -87,14 +87,7 @@ def message_to_openai(message: chat_pb2.ChatMessage) -> dict[str, Any]:
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
     if message.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": call.type or "function",
-                "function": {"name": call.function.name, "arguments": call.function.arguments},
-            }
-            for call in message.tool_calls
-        ]
+        out["tool_calls"] = [tool_call_to_openai(call) for call in message.tool_calls]
         if not message.content:
             out["content"] = None
     return out
@@ -109,6 +102,15 @@ def message_from_openai(message: dict[str, Any]) -> chat_pb2.ChatMessage:
         tool_call_id=message.get("tool_call_id") or "",
         tool_calls=[tool_call_from_openai(call) for call in message.get("tool_calls") or []],
     )
+
+
+def tool_call_to_openai(call: chat_pb2.ToolCall) -> dict[str, Any]:
+    """A gRPC tool call as an OpenAI `tool_calls[]` item."""
+    return {
+        "id": call.id,
+        "type": call.type or "function",
+        "function": {"name": call.function.name, "arguments": call.function.arguments},
+    }
 
 
 def tool_call_from_openai(call: dict[str, Any]) -> chat_pb2.ToolCall:

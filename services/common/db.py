@@ -135,6 +135,22 @@ class TrainingJob(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now)
 
 
+class ApiKey(SQLModel, table=True):
+    """An API key of a tenant. Only the key's SHA-256 is stored, never the key; `prefix`
+    (its first characters) tells keys apart in listings. A revoked key stays, for audit."""
+
+    __tablename__ = "api_keys"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    tenant_id: str = Field(max_length=128, index=True)
+    name: str = Field(default="", max_length=128)
+    hash: str = Field(max_length=64, unique=True, index=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=_now)
+    revoked_at: datetime | None = None
+    created_by: str = Field(default="", max_length=128)
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine for `database_url`; SQLite gets WAL and a busy timeout so that several
     processes can share the file, and its folder is created."""

@@ -28,3 +28,8 @@ TRACE_SPILL_DEPTH = Gauge(
 TRACES_STORED = Counter(
     "interns_traces_stored_total", "Traces written to the database", ["service"]
 )
+CALLS_REFUSED = Counter(
+    "interns_calls_refused_total",
+    "Calls refused before routing (no or bad API key, over the rate limit, too large, invalid)",
+    ["service", "reason"],
+)

@@ -1,7 +1,9 @@
 """Gateway service entry point.
 
-Serves: `GatewayService` over gRPC (GATEWAY_PORT) for client apps; health and metrics
-(GATEWAY_OPS_PORT).
+Serves: `GatewayService` over gRPC (GATEWAY_PORT) for client apps, and OpenAI's
+chat-completions API over HTTP (GATEWAY_HTTP_PORT; base URL http://<host>:<port>/v1) on
+the same path; health and metrics (GATEWAY_OPS_PORT).
+Reads: the `api_keys` table (DATABASE_URL): each call's API key gives its tenant.
 Calls: the router (ROUTER_ADDR) within each call's deadline.
 Produces: `interns.traces.v1`, one event per call, never blocking the call.
 """
@@ -11,19 +13,41 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from sqlalchemy.engine import Engine
 
 from interns.api.v1 import gateway_pb2, gateway_pb2_grpc, router_pb2_grpc
+from interns.common.db import database_reachable, make_engine
 from interns.common.grpc_server import MAX_MESSAGE_BYTES, GrpcServer
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
-from interns.gateway.calls import Gateway
+from interns.gateway.auth import DatabaseAuthenticator
+from interns.gateway.calls import Admission, Gateway
 from interns.gateway.grpc_service import GatewayServicer
+from interns.gateway.http_api import HttpServer
+from interns.gateway.limits import RateLimit, RequestLimits, TenantRateLimiter
 from interns.gateway.settings import GatewaySettings
 from interns.gateway.traces import TracePublisher
 
 log = get_logger(__name__)
+
+
+def admission(settings: GatewaySettings, engine: Engine) -> Admission:
+    """The gateway's checks, as its settings configure them."""
+    return Admission(
+        authenticator=DatabaseAuthenticator(engine, settings.api_key_cache_s),
+        rate_limiter=TenantRateLimiter(
+            RateLimit(settings.rate_limit_rps, settings.rate_limit_burst),
+            {
+                tenant: RateLimit(limit.rps, limit.burst)
+                for tenant, limit in settings.tenant_rate_limits.items()
+            },
+        ),
+        limits=RequestLimits(settings.max_request_bytes, settings.max_messages, settings.max_tools),
+        require_api_key=settings.require_api_key,
+        default_tenant=settings.default_tenant,
+    )
 
 
 async def main() -> None:
@@ -37,11 +61,12 @@ async def main() -> None:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
+    engine = make_engine(settings.database_url)
     gateway = Gateway(
         router_pb2_grpc.RouterServiceStub(channel),
         publisher,
         settings.default_deadline_s,
-        settings.default_tenant,
+        admission(settings, engine),
     )
     grpc_server = GrpcServer(
         "gateway",
@@ -51,17 +76,37 @@ async def main() -> None:
     gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
         GatewayServicer(gateway), grpc_server.server
     )
-    # Ready once the router is reachable; Kafka is not required: traces wait in memory.
+    # Ready once the router and the key store are reachable; Kafka is not required:
+    # traces wait in memory.
     checks = {
-        "router": lambda: channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
+        "router": lambda: channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY,
+        "database": lambda: asyncio.to_thread(database_reachable, engine),
     }
     await publisher.start()
-    async with OpsServer("gateway", settings.ops_host, settings.ops_port, checks), grpc_server:
-        log.info("gateway serving", port=grpc_server.port, router=settings.router_addr)
+    http_server = HttpServer(
+        gateway,
+        settings.http_host,
+        settings.http_port,
+        settings.http_max_body_bytes,
+        [settings.expert_model],
+    )
+    async with (
+        OpsServer("gateway", settings.ops_host, settings.ops_port, checks),
+        grpc_server,
+        http_server,
+    ):
+        log.info(
+            "gateway serving",
+            port=grpc_server.port,
+            http_port=http_server.port,
+            router=settings.router_addr,
+            trace_publishing=settings.trace_publishing,
+        )
         signal_name = await wait_for_shutdown_signal()
         log.info("gateway stopping", signal=signal_name)
     await publisher.stop()
     await channel.close()
+    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""One client call through the gateway: validate, route, trace."""
+"""One client call through the gateway: admit (size, API key, rate), validate, route, trace."""
 
 from __future__ import annotations
 
@@ -17,7 +17,17 @@ from interns.common.chat import (
     validate_input,
 )
 from interns.common.events import RouteRecord, TraceRecorded, TraceRequest, TraceResponse
+from interns.common.metrics import CALLS_REFUSED
+from interns.gateway.auth import Authenticator, KeyStoreUnavailable
+from interns.gateway.limits import (
+    ChatRequest,
+    RequestLimits,
+    TenantRateLimiter,
+    check_request_limits,
+)
 from interns.gateway.traces import TracePublisher
+
+MISSING_KEY = "missing API key: send authorization: Bearer <key>"
 
 
 @dataclass(frozen=True)
@@ -37,30 +47,86 @@ class GatewayError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Admission:
+    """Who may call and how much: the API key check, the rate limit of each tenant and
+    the size limits of a request. Without `require_api_key`, a call with no key belongs to
+    `default_tenant`; a key that is sent is checked all the same."""
+
+    authenticator: Authenticator
+    rate_limiter: TenantRateLimiter
+    limits: RequestLimits = RequestLimits()
+    require_api_key: bool = True
+    default_tenant: str = "default"
+
+
 class Gateway:
-    """Forwards validated calls to the router within their deadline and records each one.
-    Transport-agnostic: the gRPC and HTTP transports both call `complete` and `stream`."""
+    """Admits calls, forwards them to the router within their deadline and records each
+    one. Transport-agnostic: the gRPC and HTTP transports both call `complete` and
+    `stream`, and every check lives here so that both enforce the same rules."""
 
     def __init__(
         self,
         router: router_pb2_grpc.RouterServiceStub,
         publisher: TracePublisher,
         default_deadline_s: float,
-        default_tenant: str,
+        admission: Admission,
     ):
         self._router = router
         self._publisher = publisher
         self._default_deadline_s = default_deadline_s
-        self._default_tenant = default_tenant
+        self._admission = admission
 
-    def _prepare(self, request, call: CallContext) -> tuple[chat_pb2.RequestMetadata, float]:
+    async def _tenant_of(self, api_key: str) -> str:
+        admission = self._admission
+        if not api_key:
+            if admission.require_api_key:
+                raise _refused("unauthenticated", grpc.StatusCode.UNAUTHENTICATED, MISSING_KEY)
+            return admission.default_tenant
+        try:
+            tenant = await admission.authenticator.tenant_of(api_key)
+        except KeyStoreUnavailable:
+            raise _refused(
+                "key_store_unavailable",
+                grpc.StatusCode.UNAVAILABLE,
+                "cannot check the API key now: the key store is unavailable; retry",
+            ) from None
+        if tenant is None:
+            raise _refused(
+                "unauthenticated",
+                grpc.StatusCode.UNAUTHENTICATED,
+                "invalid API key: unknown or revoked",
+            )
+        return tenant
+
+    async def _prepare(
+        self, request: ChatRequest, call: CallContext
+    ) -> tuple[chat_pb2.RequestMetadata, float]:
+        """Admits the call or raises GatewayError. The order matters: the size first (it
+        bounds the work of the rest), then the key, then the tenant's rate (so that only
+        a known tenant's calls use its tokens), then the content."""
+        admission = self._admission
+        try:
+            check_request_limits(request, admission.limits)
+        except InvalidRequest as error:
+            raise _refused("too_large", grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        tenant = await self._tenant_of(call.api_key)
+        if not admission.rate_limiter.try_acquire(tenant):
+            limit = admission.rate_limiter.limit_of(tenant).describe()
+            raise _refused(
+                "rate_limited",
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"tenant {tenant!r} is over its rate limit of {limit}; slow down and retry",
+            )
         try:
             validate_input(request.input)
         except InvalidRequest as error:
-            raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+            raise _refused("invalid", grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         metadata = chat_pb2.RequestMetadata()
         metadata.CopyFrom(request.metadata)
-        metadata.tenant_id = self._default_tenant
+        # The tenant is the key's, always: a tenant_id the client sent is overwritten, so
+        # one tenant cannot write into another's traces or sessions.
+        metadata.tenant_id = tenant
         deadline = self._default_deadline_s
         if call.deadline_s is not None:
             deadline = min(call.deadline_s, deadline)
@@ -71,7 +137,7 @@ class Gateway:
     ) -> gateway_pb2.CreateChatCompletionResponse:
         trace_id = uuid.uuid4().hex
         started = time.perf_counter()
-        metadata, deadline = self._prepare(request, call)
+        metadata, deadline = await self._prepare(request, call)
         routed = router_pb2.RouteChatCompletionRequest(
             trace_id=trace_id, metadata=metadata, input=request.input
         )
@@ -90,7 +156,7 @@ class Gateway:
     ) -> AsyncIterator[gateway_pb2.StreamChatCompletionResponse]:
         trace_id = uuid.uuid4().hex
         started = time.perf_counter()
-        metadata, deadline = self._prepare(request, call)
+        metadata, deadline = await self._prepare(request, call)
         routed = router_pb2.StreamRouteChatCompletionRequest(
             trace_id=trace_id, metadata=metadata, input=request.input
         )
@@ -149,8 +215,14 @@ class Gateway:
                 status="error" if error is not None else "ok",
                 error=f"{error.code().name}: {error.details()}" if error is not None else "",
                 latency_ms=(time.perf_counter() - started) * 1000,
+                cost_usd=route.cost_usd if route else 0.0,
             )
         )
+
+
+def _refused(reason: str, code: grpc.StatusCode, message: str) -> GatewayError:
+    CALLS_REFUSED.labels("gateway", reason).inc()
+    return GatewayError(code, message)
 
 
 class _StreamCollector:

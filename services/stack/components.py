@@ -147,6 +147,19 @@ def project_service(
     )
 
 
+def with_http(gateway: Component, settings: StackSettings) -> Component:
+    """The gateway with its OpenAI-compatible HTTP port as well."""
+    port = settings.gateway_http_port
+    return Component(
+        gateway.name,
+        gateway.command,
+        gateway.probe,
+        gateway.address,
+        [*gateway.ports, Port(port, "gateway HTTP", "INTERNS_GATEWAY_HTTP_PORT")],
+        {**gateway.env, "GATEWAY_HTTP_HOST": settings.host, "GATEWAY_HTTP_PORT": str(port)},
+    )
+
+
 def build_components(settings: StackSettings) -> list[Component]:
     """Every part of the local stack, in start order."""
     host = settings.host
@@ -242,13 +255,16 @@ def build_components(settings: StackSettings) -> list[Component]:
             grpc_port=settings.router_port,
             ops_port=settings.router_ops_port,
         ),
-        project_service(
+        with_http(
+            project_service(
+                settings,
+                env,
+                "gateway",
+                "GATEWAY",
+                grpc_port=settings.gateway_port,
+                ops_port=settings.gateway_ops_port,
+            ),
             settings,
-            env,
-            "gateway",
-            "GATEWAY",
-            grpc_port=settings.gateway_port,
-            ops_port=settings.gateway_ops_port,
         ),
         project_service(
             settings, env, "trace-collector", "COLLECTOR", ops_port=settings.collector_ops_port

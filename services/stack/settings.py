@@ -23,6 +23,7 @@ class StackSettings(BaseSettings):
     expert_port: int = 18080
     gateway_port: int = 50051
     gateway_ops_port: int = 19101
+    gateway_http_port: int = 18090
     router_port: int = 50052
     router_ops_port: int = 19102
     trainer_port: int = 50053
@@ -37,7 +38,22 @@ class StackSettings(BaseSettings):
         "EXPERT_BASE_URL", "", "An external expert; the replay expert is started when empty"
     )
     workload: str = Field("", description="Workload the replay expert answers from")
+    trainer_addr: str = shared(
+        "TRAINER_ADDR", "", "The control API (host:port); the local stack's trainer when empty"
+    )
+    api_key: str = Field(
+        "", description="API key the demo sends; the local key file (state folder) when empty"
+    )
 
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.state_dir / 'interns.db').resolve()}"
+
+    @property
+    def resolved_trainer_addr(self) -> str:
+        return self.trainer_addr or f"{self.host}:{self.trainer_port}"
+
+    @property
+    def api_key_file(self) -> Path:
+        """Where `up` writes the local development key of tenant `local`."""
+        return self.state_dir / "api-key"

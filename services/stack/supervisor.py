@@ -23,7 +23,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from sqlalchemy.exc import SQLAlchemyError
 
-from interns.common.db import redact_url, upgrade_database
+from interns.common.api_keys import create_key, verify_key
+from interns.common.db import make_engine, redact_url, upgrade_database
 from interns.common.events import TOPIC_PARTITIONS
 from interns.stack.components import Component, Probe, build_components, prepare_triton_backends
 from interns.stack.probes import check
@@ -99,12 +100,46 @@ def find_busy_ports(components: list[Component], host: str) -> list[str]:
     return busy
 
 
+def database_unreachable(url: str, error: SQLAlchemyError) -> StackError:
+    """A StackError naming the database (password hidden) and why it failed."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    return StackError(f"database {redact_url(url)} is unreachable: {reason}")
+
+
 def migrate_database(url: str) -> None:
     try:
         upgrade_database(url)
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise StackError(f"database {redact_url(url)} is unreachable: {reason}") from None
+        raise database_unreachable(url, error) from None
+
+
+LOCAL_TENANT = "local"
+
+
+def ensure_local_api_key(database_url: str, path: Path) -> bool:
+    """Makes sure `path` holds a valid API key of tenant `local`, for the demo and for
+    people trying the stack: the key already there is kept while it is valid, otherwise a
+    new one is created. The file is readable by its owner only. True when a key was
+    created."""
+    engine = make_engine(database_url)
+    try:
+        if path.exists():
+            found = verify_key(engine, path.read_text().strip())
+            if found is not None and found.tenant_id == LOCAL_TENANT:
+                path.chmod(0o600)
+                return False
+        created = create_key(engine, LOCAL_TENANT, "local development", "interns up")
+    except SQLAlchemyError as error:
+        raise database_unreachable(database_url, error) from None
+    finally:
+        engine.dispose()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    # Created with mode 0600 from the start: the key is never readable by others.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(created.key + "\n")
+    return True
 
 
 async def _create_topics(bootstrap: str) -> None:
@@ -194,6 +229,9 @@ def up(settings: StackSettings, report: Report) -> list[Running]:
     database_url = settings.resolved_database_url
     report(f"database: migrating {redact_url(database_url)}")
     migrate_database(database_url)
+    created = ensure_local_api_key(database_url, settings.api_key_file)
+    kept = "new" if created else "kept"
+    report(f"API key of tenant {LOCAL_TENANT!r}: {kept}, in {settings.api_key_file}")
 
     running: list[Running] = []
     deadline = time.monotonic() + settings.start_timeout_s

@@ -1,19 +1,22 @@
-"""Control-plane logic: read tasks, models, rollouts and jobs; change a task's route.
+"""Control-plane logic: read tasks, models, rollouts and jobs; change a task's route;
+manage the API keys of tenants.
 
 Every route change is written to `rollouts` (current state) and `route_changes` (the
 audit trail) in one transaction, then published as a `RolloutChanged` event, which the
-routers apply live.
+routers apply live. API keys are written to `api_keys`, which the gateways read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from interns.common.db import ModelVersion, Rollout, RouteChange, Task, TrainingJob
+from interns.common import api_keys
+from interns.common.db import ApiKey, ModelVersion, Rollout, RouteChange, Task, TrainingJob
 from interns.common.events import RolloutChanged
 
 Publish = Callable[[RolloutChanged], Awaitable[None]]
@@ -26,6 +29,14 @@ class ControlError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind  # "invalid", "not_found" or "conflict"
+
+
+@contextmanager
+def _key_errors() -> Iterator[None]:
+    try:
+        yield
+    except api_keys.ApiKeyError as error:
+        raise ControlError(error.kind, str(error)) from None
 
 
 class ControlPlane:
@@ -71,6 +82,22 @@ class ControlPlane:
         if job is None:
             raise ControlError("not_found", f"no training job {job_id!r}")
         return job
+
+    # --- API keys -------------------------------------------------------------------
+
+    def create_api_key(self, tenant_id: str, name: str, by: str) -> api_keys.CreatedKey:
+        """A new key of `tenant_id`; the plain key is in the result and nowhere else."""
+        with _key_errors():
+            return api_keys.create_key(self._engine, tenant_id.strip(), name.strip(), by)
+
+    def list_api_keys(self, tenant_id: str = "") -> list[ApiKey]:
+        """Every key (of `tenant_id` when set), revoked ones too; records only, no keys."""
+        return api_keys.list_keys(self._engine, tenant_id.strip())
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revokes a key; the gateways refuse it once their key cache expires."""
+        with _key_errors():
+            return api_keys.revoke_key(self._engine, key_id.strip())
 
     # --- changes --------------------------------------------------------------------
 

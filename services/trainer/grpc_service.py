@@ -75,6 +75,18 @@ def job_message(job: db.TrainingJob) -> control_pb2.TrainingJob:
     )
 
 
+def api_key_message(key: db.ApiKey) -> control_pb2.ApiKey:
+    return control_pb2.ApiKey(
+        key_id=key.key_id,
+        tenant_id=key.tenant_id,
+        name=key.name,
+        prefix=key.prefix,
+        created=_seconds(key.created_at),
+        revoked=_seconds(key.revoked_at),
+        created_by=key.created_by,
+    )
+
+
 def _control_errors(method):
     """Turns ControlError into the matching gRPC status with its message."""
 
@@ -159,3 +171,22 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         reason = request.reason or ("pinned by hand" if request.pinned else "unpinned by hand")
         rollout = await self._plane.pin(request.task_id, request.pinned, self._by, reason)
         return control_pb2.PinTaskToExpertResponse(rollout=rollout_message(rollout))
+
+    @_control_errors
+    async def CreateApiKey(self, request, context):
+        created = await asyncio.to_thread(
+            self._plane.create_api_key, request.tenant_id, request.name, self._by
+        )
+        return control_pb2.CreateApiKeyResponse(
+            api_key=api_key_message(created.record), key=created.key
+        )
+
+    @_control_errors
+    async def ListApiKeys(self, request, context):
+        keys = await asyncio.to_thread(self._plane.list_api_keys, request.tenant_id)
+        return control_pb2.ListApiKeysResponse(api_keys=[api_key_message(k) for k in keys])
+
+    @_control_errors
+    async def RevokeApiKey(self, request, context):
+        revoked = await asyncio.to_thread(self._plane.revoke_api_key, request.key_id)
+        return control_pb2.RevokeApiKeyResponse(api_key=api_key_message(revoked))

@@ -9,9 +9,20 @@ import pytest
 
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
 from interns.common.chat import input_from_openai
+from interns.gateway.calls import Admission
+from interns.gateway.limits import RateLimit, TenantRateLimiter
 from interns.router.expert import ExpertClient
 from tests.conftest import openai_log_line
-from tests.servers import RecordingPublisher, expert_http, start_gateway, start_router
+from tests.servers import (
+    MemoryAuthenticator,
+    RecordingPublisher,
+    bearer,
+    expert_http,
+    start_gateway,
+    start_router,
+)
+
+KEY = bearer("ik_weather-team")
 
 
 @pytest.fixture
@@ -19,7 +30,10 @@ async def gateway(weather_log):
     publisher = RecordingPublisher()
     expert = ExpertClient("http://expert/v1", http=expert_http(weather_log), max_attempts=1)
     router = await start_router(expert)
-    gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher)
+    admission = Admission(
+        MemoryAuthenticator({"ik_weather-team": "acme"}), TenantRateLimiter(RateLimit(100, 100))
+    )
+    gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher, admission)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
     yield gateway_pb2_grpc.GatewayServiceStub(channel), publisher, router
     await channel.close()
@@ -37,7 +51,7 @@ def weather_request(city: str = "Lima") -> gateway_pb2.CreateChatCompletionReque
 
 async def test_a_call_gets_the_experts_tool_call_and_is_traced(gateway):
     stub, publisher, _ = gateway
-    response = await stub.CreateChatCompletion(weather_request("Lima"), timeout=10)
+    response = await stub.CreateChatCompletion(weather_request("Lima"), timeout=10, metadata=KEY)
 
     call = response.output.message.tool_calls[0]
     assert call.function.name == "GetWeather"
@@ -48,11 +62,15 @@ async def test_a_call_gets_the_experts_tool_call_and_is_traced(gateway):
 
     (trace,) = publisher.traces
     assert trace.trace_id == response.trace_id
-    assert (trace.tenant_id, trace.agent_id, trace.session_id) == ("default", "weather-bot", "s-1")
+    assert (trace.tenant_id, trace.agent_id, trace.session_id) == ("acme", "weather-bot", "s-1")
     assert trace.request.messages[1].content == "What's the weather in Lima tomorrow?"
     assert trace.request.tools[0]["function"]["name"] == "GetWeather"
     assert trace.response.message.tool_calls[0].function.name == "GetWeather"
     assert trace.status == "ok" and trace.latency_ms > 0
+    # The expert's tokens, priced by the router's price table (see tests/servers.py).
+    usage = response.output.usage
+    expected = (usage.prompt_tokens * 1000.0 + usage.completion_tokens * 4000.0) / 1e6
+    assert trace.cost_usd == pytest.approx(expected) and expected > 0
 
 
 async def test_streaming_delivers_the_same_answer_in_chunks(gateway):
@@ -63,6 +81,7 @@ async def test_streaming_delivers_the_same_answer_in_chunks(gateway):
         async for chunk in stub.StreamChatCompletion(
             gateway_pb2.StreamChatCompletionRequest(metadata=request.metadata, input=request.input),
             timeout=10,
+            metadata=KEY,
         )
     ]
     assert chunks[0].route.target == "expert"
@@ -95,7 +114,7 @@ async def test_a_malformed_request_is_refused_naming_the_field(gateway, mutate, 
     request = weather_request()
     mutate(request)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.CreateChatCompletion(request, timeout=10)
+        await stub.CreateChatCompletion(request, timeout=10, metadata=KEY)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details().startswith(f"{field}:")
     assert publisher.traces == []
@@ -106,7 +125,7 @@ async def test_a_conversation_the_expert_cannot_answer_is_not_found_and_traced(g
     request = weather_request()
     request.input.messages[1].content = "Something nobody recorded"
     with pytest.raises(grpc.aio.AioRpcError) as failed:
-        await stub.CreateChatCompletion(request, timeout=10)
+        await stub.CreateChatCompletion(request, timeout=10, metadata=KEY)
     assert failed.value.code() == grpc.StatusCode.NOT_FOUND
     (trace,) = publisher.traces
     assert trace.status == "error" and trace.error.startswith("NOT_FOUND")
@@ -116,6 +135,6 @@ async def test_when_the_router_is_down_the_call_fails_unavailable_and_is_traced(
     stub, publisher, router = gateway
     await router.__aexit__(None, None, None)
     with pytest.raises(grpc.aio.AioRpcError) as failed:
-        await stub.CreateChatCompletion(weather_request(), timeout=5)
+        await stub.CreateChatCompletion(weather_request(), timeout=5, metadata=KEY)
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     assert publisher.traces[-1].status == "error"

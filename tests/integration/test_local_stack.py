@@ -72,7 +72,7 @@ def test_every_part_is_healthy_with_a_pid_and_a_log(stack):
         assert row.pid and row.log.endswith(f"{row.name}.log")
 
 
-async def test_a_call_is_answered_by_the_expert_and_its_trace_stored(stack):
+async def test_a_call_is_answered_by_the_expert_and_its_trace_stored(stack, auth):
     settings, _ = stack
     channel, stub = gateway_stub(settings)
     request = gateway_pb2.CreateChatCompletionRequest(
@@ -80,13 +80,14 @@ async def test_a_call_is_answered_by_the_expert_and_its_trace_stored(stack):
         input=input_from_openai(openai_log_line("Kyoto", "s-9")["request"]),
     )
     async with channel:
-        response = await stub.CreateChatCompletion(request, timeout=20)
+        response = await stub.CreateChatCompletion(request, timeout=20, metadata=auth)
     call = response.output.message.tool_calls[0]
     assert json.loads(call.function.arguments)["city"] == "Kyoto"
 
     stored = await asyncio.to_thread(wait_for_trace, settings, response.trace_id)
     assert stored is not None, "the trace never reached the database"
-    assert (stored.agent_id, stored.session_id, stored.route_target) == (
+    assert (stored.tenant_id, stored.agent_id, stored.session_id, stored.route_target) == (
+        "local",
         "weather-bot",
         "s-9",
         "expert",
@@ -94,7 +95,7 @@ async def test_a_call_is_answered_by_the_expert_and_its_trace_stored(stack):
     assert stored.response["message"]["tool_calls"][0]["function"]["name"] == "GetWeather"
 
 
-async def test_a_streamed_call_is_answered_and_traced(stack):
+async def test_a_streamed_call_is_answered_and_traced(stack, auth):
     settings, _ = stack
     channel, stub = gateway_stub(settings)
     request = gateway_pb2.StreamChatCompletionRequest(
@@ -102,19 +103,19 @@ async def test_a_streamed_call_is_answered_and_traced(stack):
         input=input_from_openai(openai_log_line("Quito", "s-10")["request"]),
     )
     async with channel:
-        chunks = [c async for c in stub.StreamChatCompletion(request, timeout=20)]
+        chunks = [c async for c in stub.StreamChatCompletion(request, timeout=20, metadata=auth)]
     calls = [call for chunk in chunks for call in chunk.delta.tool_calls]
     assert json.loads(calls[0].function.arguments)["city"] == "Quito"
     assert await asyncio.to_thread(wait_for_trace, settings, chunks[0].trace_id)
 
 
-async def test_a_malformed_request_gets_invalid_argument_naming_the_field(stack):
+async def test_a_malformed_request_gets_invalid_argument_naming_the_field(stack, auth):
     settings, _ = stack
     channel, stub = gateway_stub(settings)
     request = gateway_pb2.CreateChatCompletionRequest(input=chat_pb2.ChatCompletionInput())
     async with channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.CreateChatCompletion(request, timeout=10)
+            await stub.CreateChatCompletion(request, timeout=10, metadata=auth)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "input.messages" in refused.value.details()
 

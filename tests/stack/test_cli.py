@@ -55,3 +55,17 @@ def test_status_of_a_stack_that_is_not_running_says_so(tmp_path):
     result = interns("status", env={}, cwd=tmp_path)
     assert result.returncode == 1
     assert "not running" in result.stdout
+
+
+def test_creating_a_key_for_an_empty_tenant_names_the_option(tmp_path):
+    result = interns("keys", "create", "--tenant", " ", env={}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "--tenant: must not be empty" in result.stderr
+
+
+def test_listing_keys_without_a_control_api_says_where_it_looked(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    result = interns("keys", "list", env={"TRAINER_ADDR": address}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"the control API at {address} is unreachable" in result.stderr
+    assert "TRAINER_ADDR" in result.stderr

@@ -72,3 +72,31 @@ async def test_rolling_back_a_task_without_history_says_so(plane):
     control, _, _ = plane
     with pytest.raises(ControlError, match="no route to roll back"):
         await control.rollback("t9", "operator:ann", "")
+
+
+def test_api_keys_are_created_listed_without_the_key_and_revoked(plane):
+    control, published, _ = plane
+    created = control.create_api_key(" acme ", "agent", "operator:ann")
+    assert created.record.tenant_id == "acme" and created.record.created_by == "operator:ann"
+    (listed,) = control.list_api_keys("acme")
+    assert listed.key_id == created.record.key_id
+    assert created.key not in listed.model_dump_json()
+    assert control.list_api_keys("globex") == []
+    revoked = control.revoke_api_key(created.record.key_id)
+    assert revoked.revoked_at is not None
+    assert published == []  # keys are read by the gateways from the database, not events
+
+
+@pytest.mark.parametrize(
+    ("call", "kind", "message"),
+    [
+        (lambda c: c.create_api_key("", "", "operator:ann"), "invalid", "tenant_id: is required"),
+        (lambda c: c.revoke_api_key(""), "invalid", "key_id: is required"),
+        (lambda c: c.revoke_api_key("key_nope"), "not_found", "key_id: no API key"),
+    ],
+)
+def test_a_bad_key_request_is_refused_naming_the_field(plane, call, kind, message):
+    control, _, _ = plane
+    with pytest.raises(ControlError, match=message) as refused:
+        call(control)
+    assert refused.value.kind == kind

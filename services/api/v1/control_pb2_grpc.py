@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ControlServiceStub(object):
-    """Tasks, models, rollouts and training jobs; promotion, rollback and pinning.
+    """Tasks, models, rollouts and training jobs; promotion, rollback and pinning; the API
+    keys of tenants.
     """
 
     def __init__(self, channel):
@@ -80,10 +81,26 @@ class ControlServiceStub(object):
                 request_serializer=interns_dot_api_dot_v1_dot_control__pb2.PinTaskToExpertRequest.SerializeToString,
                 response_deserializer=interns_dot_api_dot_v1_dot_control__pb2.PinTaskToExpertResponse.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/interns.api.v1.ControlService/CreateApiKey',
+                request_serializer=interns_dot_api_dot_v1_dot_control__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=interns_dot_api_dot_v1_dot_control__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/interns.api.v1.ControlService/ListApiKeys',
+                request_serializer=interns_dot_api_dot_v1_dot_control__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=interns_dot_api_dot_v1_dot_control__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/interns.api.v1.ControlService/RevokeApiKey',
+                request_serializer=interns_dot_api_dot_v1_dot_control__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=interns_dot_api_dot_v1_dot_control__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer(object):
-    """Tasks, models, rollouts and training jobs; promotion, rollback and pinning.
+    """Tasks, models, rollouts and training jobs; promotion, rollback and pinning; the API
+    keys of tenants.
     """
 
     def ListTasks(self, request, context):
@@ -149,6 +166,27 @@ class ControlServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateApiKey(self, request, context):
+        """Creates an API key for a tenant; the key itself is in the response and nowhere else.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Lists API keys, revoked ones too; never the keys themselves, only their prefix.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes an API key; gateways refuse it within seconds (GATEWAY_API_KEY_CACHE_S).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +235,21 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     request_deserializer=interns_dot_api_dot_v1_dot_control__pb2.PinTaskToExpertRequest.FromString,
                     response_serializer=interns_dot_api_dot_v1_dot_control__pb2.PinTaskToExpertResponse.SerializeToString,
             ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=interns_dot_api_dot_v1_dot_control__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=interns_dot_api_dot_v1_dot_control__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=interns_dot_api_dot_v1_dot_control__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=interns_dot_api_dot_v1_dot_control__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=interns_dot_api_dot_v1_dot_control__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=interns_dot_api_dot_v1_dot_control__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'interns.api.v1.ControlService', rpc_method_handlers)
@@ -206,7 +259,8 @@ def add_ControlServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ControlService(object):
-    """Tasks, models, rollouts and training jobs; promotion, rollback and pinning.
+    """Tasks, models, rollouts and training jobs; promotion, rollback and pinning; the API
+    keys of tenants.
     """
 
     @staticmethod
@@ -442,6 +496,87 @@ class ControlService(object):
             '/interns.api.v1.ControlService/PinTaskToExpert',
             interns_dot_api_dot_v1_dot_control__pb2.PinTaskToExpertRequest.SerializeToString,
             interns_dot_api_dot_v1_dot_control__pb2.PinTaskToExpertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interns.api.v1.ControlService/CreateApiKey',
+            interns_dot_api_dot_v1_dot_control__pb2.CreateApiKeyRequest.SerializeToString,
+            interns_dot_api_dot_v1_dot_control__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interns.api.v1.ControlService/ListApiKeys',
+            interns_dot_api_dot_v1_dot_control__pb2.ListApiKeysRequest.SerializeToString,
+            interns_dot_api_dot_v1_dot_control__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interns.api.v1.ControlService/RevokeApiKey',
+            interns_dot_api_dot_v1_dot_control__pb2.RevokeApiKeyRequest.SerializeToString,
+            interns_dot_api_dot_v1_dot_control__pb2.RevokeApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
