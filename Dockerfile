@@ -20,13 +20,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # A fixed uid/gid so that volumes, Kubernetes `runAsUser: 10001` and file ownership agree.
-# /models belongs to it so that a fresh named volume mounted there starts writable by the
-# trainer (Docker copies the ownership of the image's folder into an empty volume).
+# /models and the gateway's trace spill folder belong to it so that a fresh named volume
+# mounted there starts writable by the service (Docker copies the ownership of the image's folder into an empty volume).
 RUN groupadd --system --gid 10001 interns \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/interns --create-home \
         --shell /usr/sbin/nologin interns \
-    && mkdir /models \
-    && chown 10001:10001 /models
+    && mkdir -p /models /var/lib/interns/spill \
+    && chown 10001:10001 /models /var/lib/interns/spill
 
 WORKDIR /app
 

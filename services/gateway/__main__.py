@@ -28,7 +28,7 @@ from interns.gateway.grpc_service import GatewayServicer
 from interns.gateway.http_api import HttpServer
 from interns.gateway.limits import RateLimit, RequestLimits, TenantRateLimiter
 from interns.gateway.settings import GatewaySettings
-from interns.gateway.traces import TracePublisher
+from interns.gateway.traces import DisabledPublisher, TracePublisher
 
 log = get_logger(__name__)
 
@@ -53,7 +53,17 @@ def admission(settings: GatewaySettings, engine: Engine) -> Admission:
 async def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, settings.log_format)
-    publisher = TracePublisher(settings.kafka_bootstrap_servers, settings.trace_queue_size)
+    publisher = (
+        TracePublisher(
+            settings.kafka_bootstrap_servers,
+            settings.trace_queue_size,
+            spill_dir=settings.spill_dir,
+            spill_max_bytes=settings.spill_max_bytes,
+            send_timeout_s=settings.trace_send_timeout_s,
+        )
+        if settings.trace_publishing
+        else DisabledPublisher()
+    )
     channel = grpc.aio.insecure_channel(
         settings.router_addr,
         options=[

@@ -1,112 +1,450 @@
-"""Publishing trace events without ever blocking or failing the call.
+"""Publishing trace events without ever blocking or failing the call, and without losing
+one when Kafka is slow or down.
 
-Calls hand their trace to a bounded in-memory queue and go on; one background task
-sends the queue to Kafka and keeps retrying while the broker is away.
+Calls hand their trace to a bounded queue in memory and go on (`publish` only appends).
+Two background tasks take it from there:
+
+- the sender sends batches to Kafka (acks=all). Traces spilled to disk go first, oldest
+  first, and leave the disk only once the broker has acknowledged them; then the memory
+  queue. A batch Kafka did not take within the send timeout goes back to memory, and the
+  producer is rebuilt with backoff until the broker answers again;
+- the spiller writes memory to the durable spill on disk (`SpillQueue`) while Kafka is
+  away, and whenever memory passes half its capacity because Kafka is slower than the
+  calls.
+
+A trace is dropped (and counted in `interns_traces_dropped_total`, with a warning) only
+when memory is full while the disk cannot keep up, or the spill is at its bound.
+
+Delivery is at least once: a batch that timed out may still reach the broker and be sent
+again from the spill; the trace-collector is idempotent on trace id. Order within a
+session is best effort: spilled traces are sent before newer ones, but a batch that
+failed is retried after traces that had already been spilled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from interns.common.events import TraceRecorded
 from interns.common.logging import get_logger
 from interns.common.metrics import EVENTS_PUBLISHED, TRACE_SPILL_DEPTH
+from interns.gateway.spill import SpillQueue
 
 log = get_logger(__name__)
 
 SEND_BATCH = 500
+SPILL_BATCH = 1_000
+DROP_WARNING_INTERVAL_S = 10.0
+RESEND_PAUSE_S = 1.0
+
 TRACES_DROPPED = Counter(
-    "interns_traces_dropped_total", "Trace events dropped because the queue was full", ["service"]
+    "interns_traces_dropped_total",
+    "Trace events lost: memory full while the disk could not keep up, spill at its bound, "
+    "or a trace Kafka can never take (too large, corrupt on disk)",
+    ["service"],
 )
+TRACES_SPILLED = Counter(
+    "interns_traces_spilled_total", "Trace events written to the local spill", ["service"]
+)
+TRACES_REPLAYED = Counter(
+    "interns_traces_replayed_total",
+    "Spilled trace events that Kafka acknowledged (and so left the spill)",
+    ["service"],
+)
+
+T = TypeVar("T")
+
+
+class Outcome(enum.Enum):
+    """What became of one record handed to Kafka."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    REJECTED = "rejected"
 
 
 class TracePublisher:
-    """A non-blocking, bounded trace producer."""
+    """A non-blocking trace producer that spills to local disk while Kafka is away."""
 
-    def __init__(self, bootstrap_servers: str, capacity: int = 10_000, service: str = "gateway"):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        capacity: int = 10_000,
+        service: str = "gateway",
+        *,
+        spill_dir: str | Path = ".interns/spill",
+        spill_max_bytes: int = 1 << 30,
+        send_timeout_s: float = 5.0,
+    ):
         self._bootstrap_servers = bootstrap_servers
-        self._queue: asyncio.Queue[TraceRecorded] = asyncio.Queue(maxsize=capacity)
+        self._capacity = capacity
+        self._high_water = max(1, capacity // 2)
         self._service = service
-        self._task: asyncio.Task | None = None
+        self._spill_dir = Path(spill_dir)
+        self._spill_max_bytes = spill_max_bytes
+        self._send_timeout_s = send_timeout_s
+        self._memory: deque[TraceRecorded] = deque()
+        self._in_flight: list[TraceRecorded] = []
+        self._being_spilled = 0
+        self._work = asyncio.Event()
+        self._memory_empty = asyncio.Event()
+        self._spill_wanted = asyncio.Event()
+        self._kafka_up = False
+        self._draining = False
+        self._stopping = False
         self._producer: AIOKafkaProducer | None = None
+        self._spill: SpillQueue | None = None
+        self._disk: ThreadPoolExecutor | None = None
+        self._sender: asyncio.Task | None = None
+        self._spiller: asyncio.Task | None = None
+        self._unreported_drops: dict[str, int] = {}
+        self._last_drop_warning = 0.0
+        self._producer_closing: asyncio.Task | None = None
+        self._depth = TRACE_SPILL_DEPTH.labels(service)
+        self._published = EVENTS_PUBLISHED.labels(service, TraceRecorded.topic)
+        self._spilled = TRACES_SPILLED.labels(service)
+        self._replayed = TRACES_REPLAYED.labels(service)
+        self._dropped_total = TRACES_DROPPED.labels(service)
 
     def publish(self, trace: TraceRecorded) -> bool:
-        """Queues `trace` for Kafka; returns False (and counts it) when the queue is full."""
-        try:
-            self._queue.put_nowait(trace)
-        except asyncio.QueueFull:
-            TRACES_DROPPED.labels(self._service).inc()
+        """Queues `trace` for Kafka and returns at once; returns False (and counts the
+        trace as dropped) when memory is full or the publisher has stopped."""
+        if self._stopping or len(self._memory) >= self._capacity:
+            self._dropped(1, "trace queue full")
             return False
-        TRACE_SPILL_DEPTH.labels(self._service).set(self._queue.qsize())
+        self._memory.append(trace)
+        self._work.set()
+        if self._should_spill():
+            self._spill_wanted.set()
+        self._update_depth()
         return True
 
     @property
     def connected(self) -> bool:
-        return self._producer is not None
+        """Whether Kafka takes traces now (if not, they go to the spill)."""
+        return self._kafka_up
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        """Opens the spill (what an earlier run left there is sent first) and starts
+        sending. Raises when the spill folder cannot be used."""
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-spill")
+        try:
+            self._spill = await self._on_disk(SpillQueue, self._spill_dir, self._spill_max_bytes)
+        except (OSError, sqlite3.Error) as error:
+            raise RuntimeError(
+                f"trace spill folder {self._spill_dir} is not usable (GATEWAY_SPILL_DIR): {error}"
+            ) from error
+        if self._spill.pending:
+            log.info("traces left in the spill will be sent first", count=self._spill.pending)
+        self._update_depth()
+        self._sender = asyncio.create_task(self._run_sender(), name="trace-sender")
+        self._spiller = asyncio.create_task(self._run_spiller(), name="trace-spiller")
 
     async def stop(self, drain_s: float = 10.0) -> None:
-        """Sends what is queued (for up to `drain_s` seconds), then closes the producer."""
-        if self._task is None:
+        """Sends what is in memory to Kafka for up to `drain_s` seconds and writes the rest
+        to the spill, then closes. Nothing in memory is lost."""
+        if self._sender is None or self._spiller is None:
             return
+        self._draining = True
+        self._work.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), drain_s)
-        self._task.cancel()
+            async with asyncio.timeout(drain_s):
+                await self._memory_empty.wait()
+        self._sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            await self._sender
+        # The batch the sender had in flight is not known to be in Kafka: keep it.
+        self._memory.extendleft(reversed(self._in_flight))
+        self._in_flight = []
+        self._stopping = True
+        self._spill_wanted.set()
+        await self._spiller
+        if self._producer_closing is not None:
+            await self._producer_closing
         if self._producer is not None:
             await self._producer.stop()
-        if self._queue.qsize():
-            log.warning("trace events not sent at shutdown", count=self._queue.qsize())
+            self._producer = None
+        self._kafka_up = False
+        pending = self._spill.pending
+        await self._on_disk(self._spill.close)
+        self._disk.shutdown()
+        self._update_depth()
+        if pending:
+            log.info("traces kept in the spill for the next start", count=pending)
+        self._report_drops(force=True)
+
+    # --- sender -----------------------------------------------------------------------
+
+    async def _run_sender(self) -> None:
+        while True:
+            producer = self._producer or await self._connect()
+            try:
+                if self._memory and (self._draining or not self._spill.pending):
+                    await self._send_from_memory(producer)
+                elif self._spill.pending:
+                    await self._replay_spill(producer)
+                else:
+                    self._work.clear()
+                    await self._work.wait()
+            except Exception:  # whatever went wrong with one batch, keep sending
+                log.exception("trace sender failed, retrying")
+                self._memory.extendleft(reversed(self._in_flight))
+                self._in_flight = []
+                self._update_depth()
+                await asyncio.sleep(RESEND_PAUSE_S)
+            self._report_drops()
+
+    async def _send_from_memory(self, producer: AIOKafkaProducer) -> None:
+        batch = [self._memory.popleft() for _ in range(min(SEND_BATCH, len(self._memory)))]
+        self._in_flight = batch
+        outcomes = await self._send(producer, [(trace.key(), trace.to_bytes()) for trace in batch])
+        self._in_flight = []
+        failed = [
+            trace
+            for trace, outcome in zip(batch, outcomes, strict=True)
+            if outcome is Outcome.FAILED
+        ]
+        self._count_sent_and_rejected(outcomes)
+        if failed:
+            self._memory.extendleft(reversed(failed))
+            await self._lose_kafka()
+        self._update_depth()
+
+    async def _replay_spill(self, producer: AIOKafkaProducer) -> None:
+        batch = await self._on_disk(self._spill.peek, SEND_BATCH)
+        if batch.corrupt:
+            self._dropped(batch.corrupt, "corrupt trace records in the spill")
+        outcomes = await self._send(
+            producer, [(record.key, record.value) for record in batch.records]
+        )
+        done = [
+            record.id
+            for record, outcome in zip(batch.records, outcomes, strict=True)
+            if outcome is not Outcome.FAILED
+        ]
+        await self._on_disk(self._spill.ack, done)
+        replayed = self._count_sent_and_rejected(outcomes)
+        self._replayed.inc(replayed)
+        if len(done) < len(batch.records):
+            await self._lose_kafka()
+        self._update_depth()
+
+    async def _send(
+        self, producer: AIOKafkaProducer, records: Sequence[tuple[bytes, bytes]]
+    ) -> list[Outcome]:
+        """Sends `records` and waits (up to the send timeout) for the broker's
+        acknowledgement of each; returns what became of each."""
+        outcomes = [Outcome.FAILED] * len(records)
+        deliveries: dict[int, asyncio.Future] = {}
+        trouble: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
+                for index, (key, value) in enumerate(records):
+                    try:
+                        delivery = await producer.send(TraceRecorded.topic, value, key=key)
+                    except MessageSizeTooLargeError as error:
+                        outcomes[index] = self._rejected(value, error)
+                        continue
+                    delivery.add_done_callback(_retrieve_exception)
+                    deliveries[index] = delivery
+                if deliveries:
+                    await asyncio.wait(deliveries.values())
+        except (TimeoutError, KafkaError) as error:
+            trouble = error
+        for index, delivery in deliveries.items():
+            if not delivery.done() or delivery.cancelled():
+                continue
+            error = delivery.exception()
+            if error is None:
+                outcomes[index] = Outcome.SENT
+            elif isinstance(error, MessageSizeTooLargeError):
+                outcomes[index] = self._rejected(records[index][1], error)
+            else:
+                trouble = trouble or error
+        failed = outcomes.count(Outcome.FAILED)
+        if failed:
+            log.warning(
+                "kafka did not take traces in time, they wait in the spill",
+                failed=failed,
+                error=repr(trouble),
+            )
+        return outcomes
+
+    def _rejected(self, value: bytes, error: Exception) -> Outcome:
+        log.error(
+            "trace rejected by kafka, dropped",
+            error=repr(error),
+            size=len(value),
+            value=value[:200].decode("utf-8", errors="replace"),
+        )
+        return Outcome.REJECTED
+
+    def _count_sent_and_rejected(self, outcomes: Sequence[Outcome]) -> int:
+        sent = sum(outcome is Outcome.SENT for outcome in outcomes)
+        self._published.inc(sent)
+        rejected = sum(outcome is Outcome.REJECTED for outcome in outcomes)
+        if rejected:
+            self._dropped(rejected, "trace rejected by kafka")
+        return sent
 
     async def _connect(self) -> AIOKafkaProducer:
-        delay = 0.5
-        while True:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap_servers,
-                acks="all",
-                linger_ms=5,
-                client_id=f"interns-{self._service}",
-            )
-            try:
-                await producer.start()
-                return producer
-            except KafkaError as error:
-                await producer.stop()
-                log.warning("kafka unreachable, traces wait in memory", error=str(error))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """A started producer, retried with backoff for as long as Kafka is unreachable."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((KafkaError, OSError)),
+            wait=wait_random_exponential(multiplier=0.25, max=5.0),
+            before_sleep=self._log_unreachable,
+        )
+        self._producer = await retrying(self._start_producer)
+        self._kafka_up = True
+        log.info("kafka connected, sending traces", spilled=self._spill.pending)
+        return self._producer
 
-    async def _run(self) -> None:
-        self._producer = await self._connect()
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < SEND_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._send(batch)
-            EVENTS_PUBLISHED.labels(self._service, TraceRecorded.topic).inc(len(batch))
-            for _ in batch:
-                self._queue.task_done()
-            TRACE_SPILL_DEPTH.labels(self._service).set(self._queue.qsize())
+    async def _start_producer(self) -> AIOKafkaProducer:
+        timeout_ms = int(self._send_timeout_s * 1000)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            acks="all",
+            linger_ms=5,
+            # A down broker is noticed within the send timeout, not aiokafka's 40 s.
+            request_timeout_ms=timeout_ms,
+            client_id=f"interns-{self._service}",
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
 
-    async def _send(self, batch: list[TraceRecorded]) -> None:
-        """Sends `batch` until the broker acknowledges all of it. A retry may send a trace
-        twice; the collector is idempotent on trace id."""
+    def _log_unreachable(self, state: RetryCallState) -> None:
+        log.warning(
+            "kafka unreachable, traces go to the spill",
+            error=repr(state.outcome.exception()) if state.outcome else "",
+            attempt=state.attempt_number,
+            spilled=self._spill.pending if self._spill else 0,
+        )
+
+    async def _lose_kafka(self) -> None:
+        """Kafka failed a send: spill from now on and build a new producer."""
+        self._kafka_up = False
+        self._spill_wanted.set()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            # Takes up to the request timeout (batches aiokafka still holds); shielded so
+            # that stopping the sender meanwhile still closes the producer whole.
+            self._producer_closing = asyncio.create_task(producer.stop())
+            await asyncio.shield(self._producer_closing)
+        # A broker that accepts connections but fails every send (an ACL, a full disk)
+        # would otherwise be retried in a busy loop.
+        await asyncio.sleep(RESEND_PAUSE_S)
+
+    # --- spiller ----------------------------------------------------------------------
+
+    def _should_spill(self) -> bool:
+        return self._stopping or not self._kafka_up or len(self._memory) >= self._high_water
+
+    async def _run_spiller(self) -> None:
         while True:
-            try:
-                acks = [
-                    await self._producer.send(TraceRecorded.topic, t.to_bytes(), key=t.key())
-                    for t in batch
-                ]
-                await asyncio.gather(*acks)
+            await self._spill_wanted.wait()
+            self._spill_wanted.clear()
+            while self._memory and self._should_spill():
+                batch = [self._memory.popleft() for _ in range(min(SPILL_BATCH, len(self._memory)))]
+                await self._write_spill(batch)
+            if self._stopping:
                 return
-            except KafkaError as error:
-                log.warning("trace send failed, retrying", error=str(error), count=len(batch))
-                await asyncio.sleep(1.0)
+
+    async def _write_spill(self, batch: list[TraceRecorded]) -> None:
+        """Writes `batch` to disk; on a disk error it goes back to memory for another try."""
+        self._being_spilled = len(batch)
+        try:
+            kept = await self._on_disk(_spill_traces, self._spill, batch)
+        except Exception as error:  # a disk error must not stop the spiller
+            self._being_spilled = 0
+            log.error("trace spill write failed", error=repr(error), count=len(batch))
+            if self._stopping:
+                self._dropped(len(batch), "trace spill write failed at shutdown")
+                return
+            self._memory.extendleft(reversed(batch))
+            await asyncio.sleep(RESEND_PAUSE_S)
+            self._spill_wanted.set()
+            return
+        self._being_spilled = 0
+        self._spilled.inc(kept)
+        if kept < len(batch):
+            self._dropped(len(batch) - kept, "trace spill full")
+        self._work.set()
+        self._update_depth()
+
+    # --- helpers ----------------------------------------------------------------------
+
+    async def _on_disk(self, function: Callable[..., T], *args) -> T:
+        """Runs `function` on the spill's own thread: disk I/O never holds the event loop,
+        and the spill is used by one thread only."""
+        return await asyncio.get_running_loop().run_in_executor(self._disk, function, *args)
+
+    def _update_depth(self) -> None:
+        spilled = self._spill.pending if self._spill else 0
+        in_memory = len(self._memory) + len(self._in_flight) + self._being_spilled
+        self._depth.set(in_memory + spilled)
+        if in_memory:
+            self._memory_empty.clear()
+        else:
+            self._memory_empty.set()
+
+    def _dropped(self, count: int, reason: str) -> None:
+        self._dropped_total.inc(count)
+        self._unreported_drops[reason] = self._unreported_drops.get(reason, 0) + count
+        self._report_drops()
+
+    def _report_drops(self, force: bool = False) -> None:
+        """Warns about dropped traces at most every few seconds (with the count by reason),
+        so that a long outage at the spill's bound does not flood the log."""
+        now = time.monotonic()
+        if self._unreported_drops and (
+            force or now - self._last_drop_warning >= DROP_WARNING_INTERVAL_S
+        ):
+            log.warning("trace events dropped", by_reason=self._unreported_drops)
+            self._unreported_drops = {}
+            self._last_drop_warning = now
+
+
+def _spill_traces(spill: SpillQueue, traces: Sequence[TraceRecorded]) -> int:
+    # Serialised here, on the spill's thread, to keep the work off the event loop.
+    return spill.put([(trace.key(), trace.to_bytes()) for trace in traces])
+
+
+def _retrieve_exception(delivery: asyncio.Future) -> None:
+    # A delivery given up on (timeout) may fail later; retrieving its error keeps asyncio
+    # from logging "exception was never retrieved".
+    if not delivery.cancelled():
+        delivery.exception()
+
+
+class DisabledPublisher:
+    """Publishes nothing (GATEWAY_TRACE_PUBLISHING=false): only for measuring what
+    publishing costs; a gateway serving users always publishes."""
+
+    connected = True
+
+    def publish(self, trace: TraceRecorded) -> bool:
+        return True
+
+    async def start(self) -> None:
+        log.warning("trace publishing is off: calls are not recorded")
+
+    async def stop(self, drain_s: float = 10.0) -> None:
+        return None

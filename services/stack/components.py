@@ -148,7 +148,7 @@ def project_service(
 
 
 def with_http(gateway: Component, settings: StackSettings) -> Component:
-    """The gateway with its OpenAI-compatible HTTP port as well."""
+    """The gateway with its OpenAI-compatible HTTP port and its trace spill folder."""
     port = settings.gateway_http_port
     return Component(
         gateway.name,
@@ -156,7 +156,13 @@ def with_http(gateway: Component, settings: StackSettings) -> Component:
         gateway.probe,
         gateway.address,
         [*gateway.ports, Port(port, "gateway HTTP", "INTERNS_GATEWAY_HTTP_PORT")],
-        {**gateway.env, "GATEWAY_HTTP_HOST": settings.host, "GATEWAY_HTTP_PORT": str(port)},
+        {
+            **gateway.env,
+            "GATEWAY_HTTP_HOST": settings.host,
+            "GATEWAY_HTTP_PORT": str(port),
+            # Each stack spills traces into its own state folder, never into another's.
+            "GATEWAY_SPILL_DIR": str(settings.state_dir.resolve() / "spill"),
+        },
     )
 
 
