@@ -28,9 +28,15 @@ keys_app = typer.Typer(
     no_args_is_help=True,
     help="API keys of tenants, through the control API (TRAINER_ADDR, default: the local stack).",
 )
+traces_app = typer.Typer(
+    no_args_is_help=True,
+    help="Curation, retention and deletion of the stored traces (DATABASE_URL). An operator"
+    " tool: it writes the trace tables as the trace-collector does.",
+)
 app.add_typer(db_app, name="db")
 app.add_typer(probe_app, name="probe")
 app.add_typer(keys_app, name="keys")
+app.add_typer(traces_app, name="traces")
 console = Console()
 errors = Console(stderr=True)
 
@@ -266,6 +272,153 @@ def keys_revoke(
         revoked = control.RevokeApiKey(control_pb2.RevokeApiKeyRequest(key_id=key_id), timeout=10)
     console.print(_keys_table([revoked.api_key]))
     console.print(f"key {revoked.api_key.key_id} is revoked")
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="OpenAI-format log (one {request, response, metadata} object a line),"
+            " SGD or BFCL file"
+        ),
+    ],
+    tenant: Annotated[str, typer.Option(help="The tenant the traces belong to")] = "local",
+) -> None:
+    """Load existing LLM-call logs into the trace topic (KAFKA_BOOTSTRAP_SERVERS, default:
+    the local stack's broker), for the trace-collector to store. Bad lines are reported
+    and skipped; importing a file again stores nothing twice."""
+    import asyncio
+
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from interns.cli.importer import (
+        ImportFailed,
+        failed_report,
+        publish_file,
+        read_traces,
+        skipped_report,
+        summary,
+    )
+
+    if not tenant.strip():
+        raise _fail("--tenant: must not be empty")
+    servers = load_settings(StackSettings).resolved_kafka_bootstrap_servers
+    try:
+        with console.status(f"reading {file}"):
+            batch = read_traces(file, tenant)
+        for line in skipped_report(batch):
+            errors.print(line, highlight=False)
+        if not batch.traces:
+            raise ImportFailed(f"{file}: no record to import")
+        with Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), console=console
+        ) as bar:
+            task = bar.add_task(f"publishing to {servers}", total=len(batch.traces))
+            outcome = asyncio.run(
+                publish_file(batch, servers, lambda count: bar.advance(task, count))
+            )
+    except ImportFailed as error:
+        raise _fail(str(error)) from None
+    for line in failed_report(batch, outcome):
+        errors.print(line, highlight=False)
+    console.print(summary(batch, outcome), highlight=False)
+    if not outcome.published:
+        raise _fail("nothing was imported")
+
+
+@contextmanager
+def _trace_database() -> Iterator:
+    """An engine on DATABASE_URL; a database without the curation columns ends the command
+    with the way to add them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from interns.common.db import make_engine, redact_url, schema_revisions
+
+    url = load_settings(StackSettings).resolved_database_url
+    engine = make_engine(url)
+    try:
+        current, head = schema_revisions(engine)
+        if current != head:
+            raise _fail(
+                f"database {redact_url(url)} is at schema {current or 'none'}, this command"
+                f" needs {head}: run 'interns db upgrade'"
+            )
+        yield engine
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise _fail(
+            f"database {redact_url(url)}: {reason} (is it at the latest schema? run"
+            " 'interns db upgrade')"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _deletion_summary(report) -> str:
+    parts = [f"{report.traces} traces deleted"]
+    if report.duplicates_reset:
+        parts.append(f"{report.duplicates_reset} duplicates of them to curate again")
+    if report.tasks_adjusted:
+        parts.append(f"{report.tasks_adjusted} tasks' sizes reduced")
+    parts += [f"{count} rows of {table}" for table, count in report.derived.items()]
+    return ", ".join(parts)
+
+
+@traces_app.command("curate")
+def traces_curate() -> None:
+    """Mark duplicates, near duplicates, failed and flagged calls; the rest is
+    training-eligible."""
+    from interns.trace_collector.curation import NEAR_DUPLICATE_THRESHOLD, STATUSES, curate
+
+    began = time.monotonic()
+    with _trace_database() as engine, console.status("curating traces"):
+        report = curate(engine)
+    table = Table("curation status", Column("traces", justify="right"))
+    for status in STATUSES:
+        table.add_row(status, str(report.counts[status]))
+    console.print(table)
+    console.print(
+        f"{report.tenants} tenants, {report.changed} traces changed, in"
+        f" {time.monotonic() - began:.1f}s (near duplicates: similarity"
+        f" >= {NEAR_DUPLICATE_THRESHOLD})"
+    )
+
+
+@traces_app.command("delete")
+def traces_delete(
+    tenant: Annotated[str, typer.Option(help="The tenant whose data is deleted")],
+    session: Annotated[str | None, typer.Option(help="Only this session of the tenant")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Delete a tenant's traces, or one session's, and the data derived from them."""
+    from interns.trace_collector.curation import delete_tenant_data
+
+    if not tenant.strip():
+        raise _fail("--tenant: must not be empty")
+    what = (
+        f"session {session!r} of tenant {tenant!r}" if session is not None else f"tenant {tenant!r}"
+    )
+    if not yes:
+        typer.confirm(f"delete every trace of {what}?", abort=True)
+    with _trace_database() as engine:
+        report = delete_tenant_data(engine, tenant, session)
+    console.print(f"{what}: {_deletion_summary(report)}")
+
+
+@traces_app.command("retain")
+def traces_retain(
+    days: Annotated[float, typer.Option(min=0, help="Keep the calls of the last DAYS days")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Delete the traces of calls older than DAYS days, and the data derived from them."""
+    from interns.trace_collector.curation import delete_older_than
+
+    if not yes:
+        typer.confirm(f"delete every trace older than {days:g} days?", abort=True)
+    with _trace_database() as engine:
+        report = delete_older_than(engine, days)
+    console.print(f"older than {days:g} days: {_deletion_summary(report)}")
 
 
 @app.command()

@@ -11,13 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, event, text
+from sqlalchemy import JSON, Column, Index, event, false, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Field, SQLModel, create_engine
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+CURATION_PENDING = "pending"
 
 
 class Trace(SQLModel, table=True):
@@ -47,6 +50,32 @@ class Trace(SQLModel, table=True):
     latency_ms: float = 0.0
     cost_usd: float = 0.0
     stored_at: datetime = Field(default_factory=_now)
+    # Curation (`interns.trace_collector.curation`): which traces a model may be trained on.
+    # Server defaults, so that rows written before curation existed read as not curated.
+    flagged: bool = Field(
+        default=False,
+        sa_column_kwargs={"server_default": false()},
+        description="Kept out of training by a reviewer or a check",
+    )
+    curation_status: str = Field(
+        default=CURATION_PENDING,
+        max_length=16,
+        sa_column_kwargs={"server_default": CURATION_PENDING},
+        description="pending, eligible, duplicate, near_duplicate, failed or flagged",
+    )
+    duplicate_of: str | None = Field(
+        default=None,
+        max_length=64,
+        index=True,
+        description="The eligible trace this one repeats (exactly or nearly)",
+    )
+    training_eligible: bool = Field(
+        default=False,
+        index=True,
+        sa_column_kwargs={"server_default": false()},
+        description="Curated: ok, not flagged, and not a duplicate",
+    )
+    curated_at: datetime | None = None
 
 
 class Task(SQLModel, table=True):
@@ -192,6 +221,16 @@ def upgrade_database(database_url: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = database_url
     command.upgrade(config, "head")
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """The database's migration revision (None before any) and the latest one."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
 def redact_url(database_url: str) -> str:

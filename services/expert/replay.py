@@ -388,7 +388,8 @@ def _load_openai_log(workload: Workload) -> None:
         except ValidationError:
             workload._malformed(line.number)
             continue
-        answer = dict(line.data["response"]["choices"][0]["message"])
+        response = line.data["response"]
+        answer = dict(response["choices"][0]["message"])
         answer.setdefault("role", "assistant")
         finish_reason = record.response.choices[0].finish_reason or (
             "tool_calls" if answer.get("tool_calls") else "stop"
@@ -399,9 +400,13 @@ def _load_openai_log(workload: Workload) -> None:
                 answer=answer,
                 finish_reason=finish_reason,
                 metadata={
-                    "record_id": record.metadata.get("id") or line.data["response"].get("id"),
+                    "record_id": record.metadata.get("id") or response.get("id"),
                     "session_id": record.metadata.get("session_id"),
                     "task_label": record.metadata.get("task_label"),
+                    # What the importer keeps of the response besides the answer.
+                    "response_model": response.get("model"),
+                    "created": response.get("created"),
+                    "usage": response.get("usage"),
                     **record.metadata,
                     "format": "openai_log",
                     "line": line.number,

@@ -41,6 +41,9 @@ class StackSettings(BaseSettings):
     trainer_addr: str = shared(
         "TRAINER_ADDR", "", "The control API (host:port); the local stack's trainer when empty"
     )
+    kafka_bootstrap_servers: str = shared(
+        "KAFKA_BOOTSTRAP_SERVERS", "", "Kafka brokers (host:port,...); the local broker when empty"
+    )
     api_key: str = Field(
         "", description="API key the demo sends; the local key file (state folder) when empty"
     )
@@ -52,6 +55,10 @@ class StackSettings(BaseSettings):
     @property
     def resolved_trainer_addr(self) -> str:
         return self.trainer_addr or f"{self.host}:{self.trainer_port}"
+
+    @property
+    def resolved_kafka_bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.host}:{self.kafka_port}"
 
     @property
     def api_key_file(self) -> Path:
