@@ -76,8 +76,21 @@ k8s-check: setup ## Check the Kubernetes manifests
 
 check: lint proto-check asyncapi-check compose-check k8s-check ## Every static check CI runs
 
-bench: setup ## Every benchmark (writes bench-results/*.json)
-	@echo "no benchmark exists yet: they arrive with the collector, miner, trainer and rollout work"
+BENCH_ARGS ?=
+# The HTTP load generator (C, from Debian): Python clients top out below the servers measured.
+WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
+	apt-get update -qq && apt-get install -y -qq wrk; }
+.PHONY: bench-gateway bench-quick
+
+bench: bench-gateway ## Every benchmark (writes bench-results/*.json)
+
+bench-gateway: setup ## Gateway+router overhead and top rate vs LiteLLM, ~5 min (extra: BENCH_ARGS)
+	@$(WRK)
+	$(PY) -m interns.bench.gateway --out bench-results/gateway.json $(BENCH_ARGS)
+
+bench-quick: setup ## Every benchmark at a second per point: a smoke run for CI
+	@$(WRK)
+	$(PY) -m interns.bench.gateway --quick --out bench-results/gateway-quick.json $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and the local state
 	rm -rf $(VENV) .interns demo-out bench-results
