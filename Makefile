@@ -80,9 +80,12 @@ BENCH_ARGS ?=
 # The HTTP load generator (C, from Debian): Python clients top out below the servers measured.
 WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
 	apt-get update -qq && apt-get install -y -qq wrk; }
-.PHONY: bench-gateway bench-quick
+.PHONY: bench-gateway bench-quick bench-pii
 
-bench: bench-gateway ## Every benchmark (writes bench-results/*.json)
+bench: bench-gateway bench-pii ## Every benchmark (writes bench-results/*.json)
+
+bench-pii: setup ## PII redaction: recall per kind on the planted corpus, false positives on SGD
+	$(PY) -m interns.trace_collector.pii_report --out bench-results/pii.json
 
 bench-gateway: setup ## Gateway+router overhead and top rate vs LiteLLM, ~5 min (extra: BENCH_ARGS)
 	@$(WRK)

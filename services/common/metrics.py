@@ -33,3 +33,8 @@ CALLS_REFUSED = Counter(
     "Calls refused before routing (no or bad API key, over the rate limit, too large, invalid)",
     ["service", "reason"],
 )
+PII_REDACTED = Counter(
+    "interns_pii_redacted_total",
+    "Personal data and secrets replaced by placeholders before storage, by kind",
+    ["kind"],
+)

@@ -1,9 +1,14 @@
 """Trace-collector settings (prefix COLLECTOR_)."""
 
-from pydantic import Field
+import phonenumbers
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from interns.common.settings import ServiceSettings
+
+# Public, so only for local use: whoever knows the key can test a guess (a phone number)
+# against a placeholder. The collector warns at start when it runs with this one.
+LOCAL_REDACTION_KEY = "interns-local-redaction-key-not-secret"
 
 
 class CollectorSettings(ServiceSettings):
@@ -15,3 +20,28 @@ class CollectorSettings(ServiceSettings):
     group_id: str = Field("interns-trace-collector", description="Kafka consumer group")
     batch_size: int = Field(500, description="Most traces written in one transaction")
     batch_timeout_ms: int = Field(200, description="Longest wait to fill a batch")
+    redaction_key: SecretStr = Field(
+        SecretStr(LOCAL_REDACTION_KEY),
+        min_length=16,
+        description="Secret of the PII placeholders' HMAC; the same on every collector "
+        "instance, or the same value gets different placeholders",
+    )
+    redaction_phone_regions: str = Field(
+        "US",
+        description="Regions (comma-separated, e.g. 'US,GB') whose national format phone "
+        "numbers without a country code are redacted; each region added finds more numbers "
+        "and more look-alikes (zip codes, barcodes)",
+    )
+
+    @field_validator("redaction_phone_regions")
+    @classmethod
+    def _known_regions(cls, value: str) -> str:
+        regions = [region.strip().upper() for region in value.split(",") if region.strip()]
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if not regions or unknown:
+            raise ValueError(f"unknown phone regions: {unknown or value!r}")
+        return ",".join(regions)
+
+    @property
+    def phone_regions(self) -> tuple[str, ...]:
+        return tuple(self.redaction_phone_regions.split(","))

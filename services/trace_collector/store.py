@@ -1,7 +1,9 @@
-"""Validating trace records and writing them to the database, idempotently on trace id."""
+"""Validating trace records, removing their PII, and writing them to the database,
+idempotently on trace id."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -11,6 +13,8 @@ from sqlalchemy.engine import Engine
 
 from interns.common.db import Trace
 from interns.common.events import DeadLetter, TraceRecorded
+from interns.common.metrics import PII_REDACTED
+from interns.trace_collector.redact import Redactor
 
 CONSUMER = "trace-collector"
 
@@ -46,6 +50,35 @@ def parse_records(
                 )
             )
     return traces, dead
+
+
+def parse_and_redact(
+    records: Iterable[RawRecord], redactor: Redactor
+) -> tuple[list[TraceRecorded], list[DeadLetter]]:
+    """`parse_records`, with the PII of every trace and of every dead letter's payload
+    replaced by placeholders: nothing leaves the collector, to the database or the
+    dead-letter topic, unredacted."""
+    traces, dead = parse_records(records)
+    return [redactor.redact_trace(trace) for trace in traces], [
+        _redact_dead_letter(letter, redactor) for letter in dead
+    ]
+
+
+def _redact_dead_letter(letter: DeadLetter, redactor: Redactor) -> DeadLetter:
+    """The letter with its payload redacted as the trace's tenant's, if it names one."""
+    tenant = ""
+    try:
+        document = json.loads(letter.payload)
+        if isinstance(document, dict) and isinstance(document.get("tenant_id"), str):
+            tenant = document["tenant_id"]
+    except ValueError:
+        pass
+    payload, counts = redactor.redact_json(letter.payload, tenant)
+    if not counts:
+        return letter
+    for kind, count in counts.items():
+        PII_REDACTED.labels(kind).inc(count)
+    return letter.model_copy(update={"payload": payload})
 
 
 def _describe(error: ValidationError) -> str:
