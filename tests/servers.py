@@ -1,17 +1,20 @@
 """In-process servers for the service tier: the real gateway and router code on port 0,
-the router's expert being the replay expert's app over an in-memory HTTP transport."""
+the router's expert being the replay expert's app, served over HTTP on a free port."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import httpx
+from starlette.types import ASGIApp
 
 from interns.api.v1 import gateway_pb2_grpc, router_pb2_grpc
 from interns.common.events import TraceRecorded
 from interns.common.grpc_server import GrpcServer
+from interns.common.ops import UvicornRunner
 from interns.expert.app import build_app
 from interns.expert.replay import ReplayIndex, load_workload
 from interns.expert.settings import ExpertSettings
@@ -37,10 +40,24 @@ class RecordingPublisher:
         return True
 
 
-def expert_http(workload: Path) -> httpx.AsyncClient:
+@asynccontextmanager
+async def expert_serving(app: ASGIApp, max_attempts: int = 1) -> AsyncIterator[ExpertClient]:
+    """An expert client of `app`, an OpenAI-compatible expert served on a free port."""
+    async with UvicornRunner(app, "127.0.0.1", 0, grace_s=1) as server:
+        client = ExpertClient(f"http://127.0.0.1:{server.port}/v1", max_attempts=max_attempts)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+@asynccontextmanager
+async def replay_expert(workload: Path) -> AsyncIterator[ExpertClient]:
+    """An expert client of the replay expert answering from `workload`."""
     index = ReplayIndex.from_records(load_workload(workload))
     app = build_app(index, ExpertSettings(workload=workload, latency_ms=0, model_name="replay"))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://expert/v1/")
+    async with expert_serving(app) as client:
+        yield client
 
 
 async def start_router(

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from interns.api.v1 import gateway_pb2, gateway_pb2_grpc, router_pb2_grpc
 from interns.common.db import database_reachable, make_engine
 from interns.common.grpc_server import MAX_MESSAGE_BYTES, GrpcServer
-from interns.common.lifecycle import wait_for_shutdown_signal
+from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
@@ -112,6 +112,7 @@ async def main() -> None:
             router=settings.router_addr,
             trace_publishing=settings.trace_publishing,
         )
+        freeze_startup_objects()
         signal_name = await wait_for_shutdown_signal()
         log.info("gateway stopping", signal=signal_name)
     await publisher.stop()
@@ -120,4 +121,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -9,14 +9,12 @@ to the expert when an intern fails, is slow or gives an answer that fails its ch
 
 from __future__ import annotations
 
-import asyncio
-
 from faststream.kafka import KafkaBroker
 
 from interns.api.v1 import router_pb2, router_pb2_grpc
 from interns.common.events import RolloutChanged, ShadowCompared
 from interns.common.grpc_server import GrpcServer
-from interns.common.lifecycle import wait_for_shutdown_signal
+from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import EVENTS_PUBLISHED
 from interns.common.ops import OpsServer
@@ -76,6 +74,7 @@ async def main() -> None:
         await broker.start()
         async with grpc_server:
             log.info("router serving", port=grpc_server.port, expert=settings.expert_base_url)
+            freeze_startup_objects()
             signal_name = await wait_for_shutdown_signal()
             log.info("router stopping", signal=signal_name)
         await router.drain()
@@ -84,4 +83,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from interns.api.v1 import chat_pb2, router_pb2, router_pb2_grpc
-from interns.router.expert import ExpertClient
-from tests.servers import start_router
+from tests.servers import expert_serving, start_router
 
 ANSWER = {
     "id": "c1",
@@ -20,14 +22,21 @@ ANSWER = {
 }
 
 
-async def slow_expert(request: httpx.Request) -> httpx.Response:
-    await asyncio.sleep(0.5)
-    return httpx.Response(200, json=ANSWER)
+@pytest.fixture
+async def slow_expert():
+    """An expert that takes half a second to answer."""
+
+    async def chat(_: Request) -> JSONResponse:
+        await asyncio.sleep(0.5)
+        return JSONResponse(ANSWER)
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async with expert_serving(app, max_attempts=4) as expert:
+        yield expert
 
 
-async def test_in_flight_calls_finish_when_the_server_stops():
-    http = httpx.AsyncClient(transport=httpx.MockTransport(slow_expert), base_url="http://e/v1/")
-    server = await start_router(ExpertClient("http://e/v1", http=http))
+async def test_in_flight_calls_finish_when_the_server_stops(slow_expert):
+    server = await start_router(slow_expert)
     address = f"127.0.0.1:{server.port}"
     request = router_pb2.RouteChatCompletionRequest(
         input=chat_pb2.ChatCompletionInput(

@@ -4,6 +4,8 @@ real gRPC."""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import grpc
 import pytest
 
@@ -14,9 +16,8 @@ from interns.common.db import make_engine, upgrade_database
 from interns.gateway.auth import DatabaseAuthenticator
 from interns.gateway.calls import Admission
 from interns.gateway.limits import RateLimit, RequestLimits, TenantRateLimiter
-from interns.router.expert import ExpertClient
 from tests.conftest import openai_log_line
-from tests.servers import RecordingPublisher, bearer, expert_http, start_gateway, start_router
+from tests.servers import RecordingPublisher, bearer, replay_expert, start_gateway, start_router
 
 
 @pytest.fixture
@@ -33,23 +34,25 @@ async def serve(weather_log, engine):
     """Starts router and gateway; the gateway admits calls as `admission` says (by default:
     keys from the key store, read on every call, and a generous rate)."""
     started = []
+    experts = AsyncExitStack()
 
     async def start(**options):
         options.setdefault("authenticator", DatabaseAuthenticator(engine, cache_ttl_s=0))
         options.setdefault("rate_limiter", TenantRateLimiter(RateLimit(1000, 1000)))
         publisher = RecordingPublisher()
-        expert = ExpertClient("http://expert/v1", http=expert_http(weather_log), max_attempts=1)
+        expert = await experts.enter_async_context(replay_expert(weather_log))
         router = await start_router(expert)
         gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher, Admission(**options))
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
         started.append((channel, gateway, router))
         return gateway_pb2_grpc.GatewayServiceStub(channel), publisher
 
-    yield start
-    for channel, gateway, router in started:
-        await channel.close()
-        await gateway.__aexit__(None, None, None)
-        await router.__aexit__(None, None, None)
+    async with experts:
+        yield start
+        for channel, gateway, router in started:
+            await channel.close()
+            await gateway.__aexit__(None, None, None)
+            await router.__aexit__(None, None, None)
 
 
 def weather_request(

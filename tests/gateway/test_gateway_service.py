@@ -11,13 +11,12 @@ from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
 from interns.common.chat import input_from_openai
 from interns.gateway.calls import Admission
 from interns.gateway.limits import RateLimit, TenantRateLimiter
-from interns.router.expert import ExpertClient
 from tests.conftest import openai_log_line
 from tests.servers import (
     MemoryAuthenticator,
     RecordingPublisher,
     bearer,
-    expert_http,
+    replay_expert,
     start_gateway,
     start_router,
 )
@@ -28,17 +27,18 @@ KEY = bearer("ik_weather-team")
 @pytest.fixture
 async def gateway(weather_log):
     publisher = RecordingPublisher()
-    expert = ExpertClient("http://expert/v1", http=expert_http(weather_log), max_attempts=1)
-    router = await start_router(expert)
-    admission = Admission(
-        MemoryAuthenticator({"ik_weather-team": "acme"}), TenantRateLimiter(RateLimit(100, 100))
-    )
-    gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher, admission)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
-    yield gateway_pb2_grpc.GatewayServiceStub(channel), publisher, router
-    await channel.close()
-    await gateway.__aexit__(None, None, None)
-    await router.__aexit__(None, None, None)
+    async with replay_expert(weather_log) as expert:
+        router = await start_router(expert)
+        admission = Admission(
+            MemoryAuthenticator({"ik_weather-team": "acme"}),
+            TenantRateLimiter(RateLimit(100, 100)),
+        )
+        gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher, admission)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
+        yield gateway_pb2_grpc.GatewayServiceStub(channel), publisher, router
+        await channel.close()
+        await gateway.__aexit__(None, None, None)
+        await router.__aexit__(None, None, None)
 
 
 def weather_request(city: str = "Lima") -> gateway_pb2.CreateChatCompletionRequest:

@@ -16,6 +16,9 @@ import httpx
 import openai
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from interns.api.v1 import router_pb2_grpc
 from interns.common.grpc_server import GrpcServer
@@ -24,7 +27,13 @@ from interns.gateway.http_api import HttpServer, build_http_app
 from interns.gateway.limits import RateLimit, TenantRateLimiter
 from interns.router.expert import ExpertClient
 from tests.conftest import openai_log_line
-from tests.servers import MemoryAuthenticator, RecordingPublisher, expert_http, start_router
+from tests.servers import (
+    MemoryAuthenticator,
+    RecordingPublisher,
+    expert_serving,
+    replay_expert,
+    start_router,
+)
 
 API_KEY = "sk-interns-test"
 MAX_BODY_BYTES = 64 * 1024
@@ -74,8 +83,7 @@ async def serving(expert: ExpertClient, rate: RateLimit = RateLimit(1000, 1000))
 
 @pytest.fixture
 async def served(weather_log):
-    expert = ExpertClient("http://expert/v1", http=expert_http(weather_log), max_attempts=1)
-    async with serving(expert) as served:
+    async with replay_expert(weather_log) as expert, serving(expert) as served:
         yield served
 
 
@@ -288,13 +296,12 @@ async def test_the_sdk_reads_the_refusal_and_its_param(served):
 
 
 async def test_the_timeout_header_bounds_the_call_and_gives_504():
-    async def slow_expert(_: httpx.Request) -> httpx.Response:
+    async def slow_expert(_: Request) -> Response:
         await asyncio.sleep(5)
-        return httpx.Response(500)
+        return Response(status_code=500)
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(slow_expert), base_url="http://e/v1/")
-    expert = ExpertClient("http://e/v1", http=http, max_attempts=1)
-    async with serving(expert) as served, served.http() as client:
+    slow = Starlette(routes=[Route("/v1/chat/completions", slow_expert, methods=["POST"])])
+    async with expert_serving(slow) as expert, serving(expert) as served, served.http() as client:
         started = time.monotonic()
         answer = await client.post(
             "/v1/chat/completions", json=weather_body(), headers={"x-interns-timeout-s": "0.3"}
@@ -356,8 +363,10 @@ async def test_a_missing_or_wrong_api_key_is_unauthenticated(served):
 
 
 async def test_a_tenant_over_its_rate_limit_gets_429(weather_log):
-    expert = ExpertClient("http://expert/v1", http=expert_http(weather_log), max_attempts=1)
-    async with serving(expert, RateLimit(rps=0.001, burst=1)) as served:
+    async with (
+        replay_expert(weather_log) as expert,
+        serving(expert, RateLimit(rps=0.001, burst=1)) as served,
+    ):
         client = served.sdk()
         await client.chat.completions.create(**weather_body())
         with pytest.raises(openai.RateLimitError) as limited:
@@ -384,26 +393,28 @@ async def test_when_the_router_is_down_the_call_fails_503_and_is_traced(served, 
     assert served.publisher.traces[-1].status == "error"
 
 
-class ExpertDroppingMidStream(httpx.AsyncByteStream):
-    """An expert that sends its first words, then loses the connection."""
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        first = {
-            "id": "c1",
-            "model": "replay",
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Checking"}}],
-        }
-        yield f"data: {json.dumps(first)}\n\n".encode()
-        raise httpx.ReadError("connection reset by the expert")
+async def first_words_then_a_lost_connection() -> AsyncIterator[bytes]:
+    first = {
+        "id": "c1",
+        "model": "replay",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Checking"}}],
+    }
+    yield f"data: {json.dumps(first)}\n\n".encode()
+    # The server drops the connection before the end of the chunked body.
+    raise ConnectionResetError("connection reset by the expert")
 
 
 @pytest.fixture
 async def served_by_a_failing_expert():
-    def expert(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, stream=ExpertDroppingMidStream())
+    """An expert that sends its first words, then loses the connection."""
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(expert), base_url="http://e/v1/")
-    async with serving(ExpertClient("http://e/v1", http=http, max_attempts=1)) as served:
+    def chat(_: Request) -> StreamingResponse:
+        return StreamingResponse(
+            first_words_then_a_lost_connection(), media_type="text/event-stream"
+        )
+
+    failing = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async with expert_serving(failing) as expert, serving(expert) as served:
         yield served
 
 
@@ -434,8 +445,7 @@ async def test_the_sdk_raises_the_error_sent_mid_stream(served_by_a_failing_expe
 
 
 async def test_the_http_server_serves_the_sdk_over_a_real_socket(weather_log):
-    expert = ExpertClient("http://expert/v1", http=expert_http(weather_log), max_attempts=1)
-    async with serving(expert) as served:
+    async with replay_expert(weather_log) as expert, serving(expert) as served:
         server = HttpServer(served.gateway, "127.0.0.1", 0, MAX_BODY_BYTES, ["replay"])
         async with server:
             client = openai.AsyncOpenAI(
