@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from interns.common.db import make_engine, upgrade_database
+
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = Path(os.environ.get("INTERNS_WORKLOADS_DIR", REPO.parent / "shared" / "workloads"))
 SGD = WORKLOADS / "sgd" / "sgd_service_calls_dev.jsonl"
@@ -25,6 +27,16 @@ WEATHER_TOOL = {
         },
     },
 }
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """A SQLite database in a temporary folder, migrated to the latest schema."""
+    url = f"sqlite:///{tmp_path / 'interns.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
 
 
 def free_port() -> int:

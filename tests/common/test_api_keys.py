@@ -14,16 +14,6 @@ from interns.common.api_keys import (
     revoke_key,
     verify_key,
 )
-from interns.common.db import make_engine, upgrade_database
-
-
-@pytest.fixture
-def engine(tmp_path):
-    url = f"sqlite:///{tmp_path / 'interns.db'}"
-    upgrade_database(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def test_the_key_is_never_stored_only_its_sha256(engine, tmp_path):

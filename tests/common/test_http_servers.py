@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 
 import httpx
 import pytest
@@ -16,8 +17,11 @@ from starlette.routing import Route
 
 from interns.common.ops import OpsServer, UvicornRunner
 
+ARRIVED = asyncio.Event()
+
 
 async def slow(_: Request) -> PlainTextResponse:
+    ARRIVED.set()
     await asyncio.sleep(0.3)
     return PlainTextResponse("done")
 
@@ -53,12 +57,22 @@ async def test_a_taken_port_is_an_error_naming_the_address():
 
 async def test_stopping_finishes_the_requests_in_flight_and_refuses_new_ones():
     runner = await UvicornRunner(SLOW_APP, "127.0.0.1", 0, grace_s=5).__aenter__()
-    url = f"http://127.0.0.1:{runner.port}/slow"
+    port = runner.port
+    url = f"http://127.0.0.1:{port}/slow"
     async with httpx.AsyncClient() as in_flight_client, httpx.AsyncClient() as late_client:
+        ARRIVED.clear()
         in_flight = asyncio.ensure_future(in_flight_client.get(url))
-        await asyncio.sleep(0.1)
+        # Waits for the request to reach the app, not for a fixed time: the machine is shared.
+        await asyncio.wait_for(ARRIVED.wait(), timeout=10)
         stopping = asyncio.create_task(runner.__aexit__(None, None, None))
-        await asyncio.sleep(0.05)
+        # Until the listening socket is closed a late request may still be accepted.
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                    pass
+            except OSError:
+                break
+            await asyncio.sleep(0.01)
         with pytest.raises(httpx.ConnectError):
             await late_client.get(url)
         assert (await in_flight).text == "done"

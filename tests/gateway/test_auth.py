@@ -9,7 +9,6 @@ import time
 import pytest
 
 from interns.common import api_keys
-from interns.common.db import make_engine, upgrade_database
 from interns.gateway import auth
 from interns.gateway.auth import DatabaseAuthenticator, KeyStoreUnavailable
 
@@ -20,15 +19,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def engine(tmp_path):
-    url = f"sqlite:///{tmp_path / 'interns.db'}"
-    upgrade_database(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 async def test_a_key_gives_its_tenant_and_an_unknown_key_none(engine):

@@ -12,21 +12,11 @@ import pytest
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
 from interns.common import api_keys
 from interns.common.chat import input_from_openai
-from interns.common.db import make_engine, upgrade_database
 from interns.gateway.auth import DatabaseAuthenticator
 from interns.gateway.calls import Admission
 from interns.gateway.limits import RateLimit, RequestLimits, TenantRateLimiter
 from tests.conftest import openai_log_line
 from tests.servers import RecordingPublisher, bearer, replay_expert, start_gateway, start_router
-
-
-@pytest.fixture
-def engine(tmp_path):
-    url = f"sqlite:///{tmp_path / 'interns.db'}"
-    upgrade_database(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, select, update
 from sqlmodel import Session
 
-from interns.common.db import Task, Trace, make_engine, upgrade_database
+from interns.common.db import Task, Trace
 from interns.common.events import RouteRecord, TraceRecorded, TraceRequest, TraceResponse
 from interns.trace_collector.curation import (
     DerivedTable,
@@ -71,15 +70,6 @@ def call(
         route=RouteRecord(task_id=task_id),
         status=status,
     )
-
-
-@pytest.fixture
-def engine(tmp_path):
-    url = f"sqlite:///{tmp_path / 'interns.db'}"
-    upgrade_database(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def marks(engine) -> dict[str, tuple[str, str | None, bool]]:

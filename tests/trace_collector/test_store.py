@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlmodel import Session, select
 
-from interns.common.db import Trace, make_engine, upgrade_database
+from interns.common.db import Trace
 from interns.common.events import TraceRecorded, TraceRequest
 from interns.trace_collector.store import RawRecord, parse_records, write_traces
 
@@ -21,13 +20,6 @@ def trace(trace_id: str, **extra) -> TraceRecorded:
         request=TraceRequest(messages=[{"role": "user", "content": "hello"}]),
         **extra,
     )
-
-
-@pytest.fixture
-def engine(tmp_path):
-    url = f"sqlite:///{tmp_path / 'interns.db'}"
-    upgrade_database(url)
-    return make_engine(url)
 
 
 def test_invalid_records_become_dead_letters_and_valid_ones_pass():
