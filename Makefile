@@ -80,12 +80,15 @@ BENCH_ARGS ?=
 # The HTTP load generator (C, from Debian): Python clients top out below the servers measured.
 WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
 	apt-get update -qq && apt-get install -y -qq wrk; }
-.PHONY: bench-gateway bench-quick bench-pii
+.PHONY: bench-gateway bench-quick bench-pii bench-collector
 
-bench: bench-gateway bench-pii ## Every benchmark (writes bench-results/*.json)
+bench: bench-gateway bench-pii bench-collector ## Every benchmark (writes bench-results/*.json)
 
 bench-pii: setup ## PII redaction: recall per kind on the planted corpus, false positives on SGD
 	$(PY) -m interns.trace_collector.pii_report --out bench-results/pii.json
+
+bench-collector: setup ## Trace-collector traces/s to a DB commit, SQLite and PostgreSQL, 1 and 2 instances
+	$(PY) -m interns.bench.collector --out bench-results/collector.json $(BENCH_ARGS)
 
 bench-gateway: setup ## Gateway+router overhead and top rate vs LiteLLM, ~5 min (extra: BENCH_ARGS)
 	@$(WRK)
@@ -94,6 +97,7 @@ bench-gateway: setup ## Gateway+router overhead and top rate vs LiteLLM, ~5 min 
 bench-quick: setup ## Every benchmark at a second per point: a smoke run for CI
 	@$(WRK)
 	$(PY) -m interns.bench.gateway --quick --out bench-results/gateway-quick.json $(BENCH_ARGS)
+	$(PY) -m interns.bench.collector --quick --out bench-results/collector-quick.json
 
 clean: ## Remove the virtual environment and the local state
 	rm -rf $(VENV) .interns demo-out bench-results

@@ -8,6 +8,7 @@ Serves: health and metrics (COLLECTOR_OPS_PORT).
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from faststream.kafka import KafkaBroker
 
@@ -28,6 +29,12 @@ async def main() -> None:
     engine = make_engine(settings.database_url)
     broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-trace-collector")
     register(broker, engine, settings)
+    # A batch makes hundreds of thousands of short-lived objects (parsed traces): with
+    # the default thresholds the cyclic collector runs every 700 allocations and
+    # re-scans the objects that outlive it, about half the time per trace at a batch of
+    # 500. The traces hold no reference cycles; what start-up made is frozen out of it.
+    gc.freeze()
+    gc.set_threshold(settings.gc_threshold, 50, 100)
 
     checks = {
         "kafka": lambda: broker.ping(timeout=2.0),

@@ -18,8 +18,12 @@ class CollectorSettings(ServiceSettings):
 
     ops_port: int = Field(19104, description="Port of /healthz, /readyz, /metrics")
     group_id: str = Field("interns-trace-collector", description="Kafka consumer group")
-    batch_size: int = Field(500, description="Most traces written in one transaction")
+    batch_size: int = Field(2_000, description="Most traces written in one transaction")
     batch_timeout_ms: int = Field(200, description="Longest wait to fill a batch")
+    gc_threshold: int = Field(
+        100_000,
+        description="Allocations between runs of Python's cyclic garbage collector",
+    )
     redaction_key: SecretStr = Field(
         SecretStr(LOCAL_REDACTION_KEY),
         min_length=16,

