@@ -24,19 +24,22 @@ ANSWER = {
 
 @pytest.fixture
 async def slow_expert():
-    """An expert that takes half a second to answer."""
+    """An expert that takes half a second to answer; the event tells a call reached it."""
+    arrived = asyncio.Event()
 
     async def chat(_: Request) -> JSONResponse:
+        arrived.set()
         await asyncio.sleep(0.5)
         return JSONResponse(ANSWER)
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     async with expert_serving(app, max_attempts=4) as expert:
-        yield expert
+        yield expert, arrived
 
 
 async def test_in_flight_calls_finish_when_the_server_stops(slow_expert):
-    server = await start_router(slow_expert)
+    expert, arrived = slow_expert
+    server = await start_router(expert)
     address = f"127.0.0.1:{server.port}"
     request = router_pb2.RouteChatCompletionRequest(
         input=chat_pb2.ChatCompletionInput(
@@ -46,7 +49,8 @@ async def test_in_flight_calls_finish_when_the_server_stops(slow_expert):
     async with grpc.aio.insecure_channel(address) as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         in_flight = asyncio.ensure_future(stub.RouteChatCompletion(request, timeout=10))
-        await asyncio.sleep(0.1)
+        # The call is in flight once the expert has it (a fixed sleep races a busy machine).
+        await asyncio.wait_for(arrived.wait(), timeout=10)
         stopping = asyncio.create_task(server.__aexit__(None, None, None))
         await asyncio.sleep(0.1)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
