@@ -4,6 +4,7 @@ expert whenever the intern cannot give a checked answer in time (a cascade)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -264,8 +265,8 @@ class Router:
                     model_version=decision.shadow_version,
                     agree=agree,
                     score=score,
-                    expert_answer=_json(expert_message),
-                    intern_answer=_json(intern_message),
+                    expert_answer=json.dumps(expert_message, sort_keys=True),
+                    intern_answer=json.dumps(intern_message, sort_keys=True),
                     intern_latency_ms=latency_ms,
                 )
             )
@@ -276,12 +277,6 @@ class Router:
         """Waits for shadow calls in flight (at shutdown)."""
         if self._background:
             await asyncio.wait(self._background, timeout=timeout_s)
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
 
 
 def expert_message_of(answer: dict[str, Any]) -> dict[str, Any]:
