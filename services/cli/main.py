@@ -36,7 +36,11 @@ traces_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(probe_app, name="probe")
 app.add_typer(keys_app, name="keys")
+tasks_app = typer.Typer(
+    help="Tasks the miner found in the traces, through the control API (TRAINER_ADDR).",
+)
 app.add_typer(traces_app, name="traces")
+app.add_typer(tasks_app, name="tasks")
 console = Console()
 errors = Console(stderr=True)
 
@@ -272,6 +276,61 @@ def keys_revoke(
         revoked = control.RevokeApiKey(control_pb2.RevokeApiKeyRequest(key_id=key_id), timeout=10)
     console.print(_keys_table([revoked.api_key]))
     console.print(f"key {revoked.api_key.key_id} is revoked")
+
+
+def _tasks_table(tasks) -> Table:
+    table = Table(
+        Column("task id", no_wrap=True, min_width=17),
+        Column("size", justify="right"),
+        Column("share", justify="right"),
+        "output",
+        Column("replaceability", justify="right"),
+        "label",
+        "first seen",
+    )
+    for task in tasks:
+        table.add_row(
+            task.task_id,
+            str(task.size),
+            f"{task.traffic_share:.1%}",
+            task.output_kind,
+            f"{task.replaceability:.2f}",
+            task.label,
+            _when(task.first_seen),
+        )
+    return table
+
+
+@tasks_app.callback(invoke_without_command=True)
+def tasks_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many tasks (0: 100)")] = 0,
+) -> None:
+    """List the mined tasks, the biggest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from interns.api.v1 import control_pb2
+
+    with _control_api() as control:
+        listed = control.ListTasks(control_pb2.ListTasksRequest(limit=limit), timeout=10)
+    if not listed.tasks:
+        console.print("no tasks mined yet")
+        return
+    console.print(_tasks_table(listed.tasks))
+
+
+@tasks_app.command("show")
+def tasks_show(
+    task_id: Annotated[str, typer.Argument(help="The task's id, as 'interns tasks' shows")],
+) -> None:
+    """Show one task."""
+    from interns.api.v1 import control_pb2
+
+    if not task_id.strip():
+        raise _fail("TASK_ID: must not be empty")
+    with _control_api() as control:
+        got = control.GetTask(control_pb2.GetTaskRequest(task_id=task_id), timeout=10)
+    console.print(_tasks_table([got.task]))
 
 
 @app.command("import")

@@ -1,7 +1,9 @@
 """Miner service entry point.
 
-Reads: new rows of the `traces` table, every MINER_INTERVAL_S seconds.
-Produces: `interns.tasks.v1` (task discovered or changed) as tasks are mined.
+Reads: new rows of the `traces` table, every MINER_INTERVAL_S seconds (after a first full
+pass at start), and groups them into tasks by structural signature.
+Writes: the `tasks` table.
+Produces: `interns.tasks.v1` (a task discovered, or its statistics updated).
 Serves: health and metrics (MINER_OPS_PORT).
 """
 
@@ -9,29 +11,67 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
+from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
 
 from interns.common.db import database_reachable, make_engine
+from interns.common.events import TaskChanged
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
+from interns.common.metrics import EVENTS_PUBLISHED
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
+from interns.miner.mining import MiningState, mine_new_traces, upsert_tasks
 from interns.miner.settings import MinerSettings
-from interns.miner.watermark import count_new_traces
 
 log = get_logger(__name__)
 TRACES_SEEN = Counter("interns_miner_traces_seen_total", "Traces read by the miner", ["service"])
 
 
-async def mine_forever(engine, interval_s: float) -> None:
-    since = None
+def task_events(state: MiningState, changed: set[str], discovered: set[str]) -> list[TaskChanged]:
+    """One event per task that got new traces."""
+    events = []
+    for task_id in sorted(changed | discovered):
+        task = state.tasks[task_id]
+        events.append(
+            TaskChanged(
+                task_id=task_id,
+                change="discovered" if task_id in discovered else "updated",
+                label=task.label,
+                signature=task.signature,
+                size=task.size,
+                traffic_share=task.traffic_share(state.total),
+                output_kind=task.output_kind,
+                consistency=task.consistency,
+                replaceability=task.replaceability(state.total),
+                expert_cost_usd=task.expert_cost_usd,
+            )
+        )
+    return events
+
+
+async def mine_forever(
+    engine, interval_s: float, publish: Callable[[TaskChanged], Awaitable[None]]
+) -> None:
+    state = MiningState()
     while True:
         try:
-            new, since = await asyncio.to_thread(count_new_traces, engine, since)
-            if new:
-                TRACES_SEEN.labels("miner").inc(new)
-                log.info("new traces", count=new)
+            before = state.total
+            changed = await asyncio.to_thread(mine_new_traces, engine, state)
+            if changed:
+                TRACES_SEEN.labels("miner").inc(state.total - before)
+                discovered = await asyncio.to_thread(upsert_tasks, engine, state)
+                for event in task_events(state, changed, discovered):
+                    await publish(event)
+                log.info(
+                    "tasks mined",
+                    traces=state.total - before,
+                    changed=len(changed),
+                    discovered=len(discovered),
+                    tasks=len(state.tasks),
+                )
         except Exception:
             log.exception("mining pass failed; retrying next interval")
         await asyncio.sleep(interval_s)
@@ -41,10 +81,20 @@ async def main() -> None:
     settings = load_settings(MinerSettings)
     configure_logging("miner", settings.log_level, settings.log_format)
     engine = make_engine(settings.database_url)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-miner")
+    tasks_topic = broker.publisher(TaskChanged.topic, schema=TaskChanged)
 
-    checks = {"database": lambda: asyncio.to_thread(database_reachable, engine)}
-    async with OpsServer("miner", settings.ops_host, settings.ops_port, checks):
-        miner = asyncio.create_task(mine_forever(engine, settings.interval_s))
+    async def publish_task(change: TaskChanged) -> None:
+        await tasks_topic.publish(change.model_dump(mode="json"), key=change.key())
+        EVENTS_PUBLISHED.labels("miner", TaskChanged.topic).inc()
+
+    checks = {
+        "kafka": lambda: broker.ping(timeout=2.0),
+        "database": lambda: asyncio.to_thread(database_reachable, engine),
+    }
+    async with broker, OpsServer("miner", settings.ops_host, settings.ops_port, checks):
+        await broker.start()
+        miner = asyncio.create_task(mine_forever(engine, settings.interval_s, publish_task))
         signal_name = await wait_for_shutdown_signal()
         log.info("miner stopping", signal=signal_name)
         miner.cancel()

@@ -1,0 +1,182 @@
+"""Task mining: signature groups, stable ids, incremental counts, task statistics."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from interns.common.db import Task, Trace
+from interns.common.signature import request_signature
+from interns.miner.__main__ import task_events
+from interns.miner.mining import (
+    FULL_SHARE,
+    MiningState,
+    answer_shape,
+    mine_new_traces,
+    task_id_for,
+    upsert_tasks,
+)
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _tool(name: str) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+def _request(tools: list[str], system: str = "You are a travel agent.", user: str = "hi") -> dict:
+    body = {
+        "model": "gpt-test",
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+    }
+    if tools:
+        body["tools"] = [_tool(t) for t in tools]
+    return body
+
+
+def _tool_answer(*names: str) -> dict:
+    calls = [
+        {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": "{}"}}
+        for i, n in enumerate(names)
+    ]
+    return {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": calls}}]}
+
+
+def _text_answer(text: str) -> dict:
+    return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+
+
+def _store(engine, traces: list[tuple[dict, dict]], start: int, cost: float = 0.01) -> None:
+    with Session(engine) as session:
+        for i, (request, response) in enumerate(traces, start=start):
+            session.add(
+                Trace(
+                    trace_id=f"t{i}",
+                    tenant_id="acme",
+                    request=request,
+                    response=response,
+                    cost_usd=cost,
+                    stored_at=T0 + timedelta(seconds=i),
+                )
+            )
+        session.commit()
+
+
+def _tasks(engine) -> dict[str, Task]:
+    with Session(engine) as session:
+        return {t.task_id: t for t in session.exec(select(Task)).all()}
+
+
+FLIGHTS = _request(["BookFlight", "SearchFlight"])
+HOTELS = _request(["BookHotel", "SearchHotel"])
+
+
+def test_different_tool_sets_make_different_tasks():
+    state = MiningState()
+    flight = state.add(FLIGHTS, _tool_answer("SearchFlight"))
+    hotel = state.add(HOTELS, _tool_answer("SearchHotel"))
+    again = state.add(_request(["SearchFlight", "BookFlight"], user="other words"), None)
+
+    assert flight != hotel
+    assert again == flight, "tool order and user content do not change the task"
+    assert flight == task_id_for(request_signature(FLIGHTS))
+    assert state.tasks[flight].size == 2 and state.tasks[hotel].size == 1
+
+
+def test_variable_parts_of_the_system_prompt_keep_one_task():
+    state = MiningState()
+    a = state.add(_request([], system="Today is 2026-11-01. Help user 1234."), None)
+    b = state.add(_request([], system="Today is 2026-12-24. Help user 98."), None)
+    c = state.add(_request([], system="You write poems."), None)
+    assert a == b != c
+
+
+def test_label_output_kind_and_consistency_on_a_small_set():
+    state = MiningState()
+    for _ in range(3):
+        task_id = state.add(FLIGHTS, _tool_answer("SearchFlight"), cost_usd=0.5)
+    state.add(FLIGHTS, _tool_answer("BookFlight"), cost_usd=0.5)
+    state.add(FLIGHTS, _text_answer("Where to?"), cost_usd=0.5)
+    for _ in range(5):
+        state.add(HOTELS, _text_answer(json.dumps({"city": "Oslo", "nights": 2})))
+
+    flights = state.tasks[task_id]
+    assert flights.size == 5
+    assert flights.output_kind == "tool_call"
+    assert flights.consistency == pytest.approx(3 / 5)
+    assert flights.expert_cost_usd == pytest.approx(2.5)
+    assert flights.label == 'tools: BookFlight, SearchFlight | "You are a travel agent."'
+    assert flights.traffic_share(state.total) == pytest.approx(0.5)
+    # Half the traffic saturates the share factor: replaceability = consistency * weight.
+    assert flights.replaceability(state.total) == pytest.approx(3 / 5)
+
+    hotels = state.tasks[task_id_for(request_signature(HOTELS))]
+    assert hotels.output_kind == "json"
+    assert hotels.consistency == 1.0
+    assert hotels.replaceability(state.total) == pytest.approx(0.9)
+    assert answer_shape(_text_answer("not json")) == ("text", "text")
+
+
+def test_a_tiny_task_is_less_replaceable_than_a_big_one():
+    state = MiningState()
+    for _ in range(99):
+        big = state.add(FLIGHTS, _tool_answer("SearchFlight"))
+    small = state.add(HOTELS, _tool_answer("SearchHotel"))
+    assert state.tasks[small].traffic_share(state.total) < FULL_SHARE
+    assert state.tasks[small].replaceability(state.total) == pytest.approx(0.01 / FULL_SHARE)
+    assert state.tasks[big].replaceability(state.total) == 1.0
+
+
+def test_incremental_mining_counts_only_new_traces_and_keeps_task_ids(engine):
+    _store(engine, [(FLIGHTS, _tool_answer("SearchFlight"))] * 3, start=0)
+    state = MiningState()
+    assert mine_new_traces(engine, state) == {task_id_for(request_signature(FLIGHTS))}
+    assert upsert_tasks(engine, state) == set(state.tasks)
+    first = _tasks(engine)
+    assert [t.size for t in first.values()] == [3]
+
+    assert mine_new_traces(engine, state) == set(), "a pass without new traces changes nothing"
+
+    _store(engine, [(FLIGHTS, _tool_answer("SearchFlight"))] * 2, start=3)
+    _store(engine, [(HOTELS, _tool_answer("SearchHotel"))], start=5)
+    changed = mine_new_traces(engine, state)
+    discovered = upsert_tasks(engine, state)
+    second = _tasks(engine)
+
+    flights_id = next(iter(first))
+    hotels_id = task_id_for(request_signature(HOTELS))
+    assert changed == {flights_id, hotels_id}
+    assert discovered == {hotels_id}
+    events = {e.task_id: e for e in task_events(state, changed, discovered)}
+    assert (events[hotels_id].change, events[flights_id].change) == ("discovered", "updated")
+    assert events[hotels_id].signature == request_signature(HOTELS)
+    assert events[flights_id].size == 5
+    assert second[flights_id].size == 5
+    assert second[flights_id].first_seen == first[flights_id].first_seen
+    assert second[flights_id].traffic_share == pytest.approx(5 / 6)
+    assert second[flights_id].expert_cost_usd == pytest.approx(0.05)
+    assert second[hotels_id].size == 1
+    with Session(engine) as session:
+        assert all(t.task_id is None for t in session.exec(select(Trace)).all()), (
+            "the miner never writes the trace tables"
+        )
+
+
+def test_a_restarted_miner_finds_the_same_tasks_and_announces_none_as_new(engine):
+    _store(engine, [(FLIGHTS, _tool_answer("SearchFlight"))] * 2, start=0)
+    first = MiningState()
+    mine_new_traces(engine, first)
+    upsert_tasks(engine, first)
+
+    restarted = MiningState()
+    changed = mine_new_traces(engine, restarted)
+    discovered = upsert_tasks(engine, restarted)
+    events = task_events(restarted, changed, discovered)
+
+    assert set(restarted.tasks) == set(first.tasks)
+    assert [t.size for t in _tasks(engine).values()] == [2]
+    assert [e.change for e in events] == ["updated"]
+    assert events[0].signature == request_signature(FLIGHTS)
