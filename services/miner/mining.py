@@ -46,7 +46,12 @@ def task_id_for(signature: str) -> str:
 
 
 def _message(response: dict[str, Any] | None) -> dict[str, Any]:
-    choices = (response or {}).get("choices") or [{}]
+    """The assistant message of a stored trace's response (`TraceResponse`: `message`), or
+    of an OpenAI response body (`choices[0].message`)."""
+    response = response or {}
+    if "message" in response:
+        return response.get("message") or {}
+    choices = response.get("choices") or [{}]
     return choices[0].get("message") or {}
 
 

@@ -42,11 +42,12 @@ def _tool_answer(*names: str) -> dict:
         {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": "{}"}}
         for i, n in enumerate(names)
     ]
-    return {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": calls}}]}
+    # The shape the collector stores (TraceResponse), as the miner reads it from `traces`.
+    return {"message": {"role": "assistant", "tool_calls": calls}, "finish_reason": "tool_calls"}
 
 
 def _text_answer(text: str) -> dict:
-    return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+    return {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
 
 
 def _store(engine, traces: list[tuple[dict, dict]], start: int, cost: float = 0.01) -> None:
