@@ -9,7 +9,7 @@ lookup.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from interns.common.events import RolloutChanged
 
@@ -65,14 +65,14 @@ class RoutingTable:
             return Decision("expert", expert_model, reason="no task matched")
         expert = Decision("expert", expert_model, task_id=route.task_id, mode=route.mode)
         if route.pinned:
-            return _with(expert, reason="task pinned to the expert")
+            return replace(expert, reason="task pinned to the expert")
         if route.mode == "off" or route.target == "expert":
-            return _with(expert, reason="task routed to the expert")
+            return replace(expert, reason="task routed to the expert")
         intern = Decision(
             "intern", route.target, route.model_version, route.task_id, mode=route.mode
         )
         if route.mode == "shadow":
-            return _with(
+            return replace(
                 expert,
                 reason="shadow: expert serves",
                 shadow_model=route.target,
@@ -80,10 +80,6 @@ class RoutingTable:
             )
         if route.mode == "canary":
             if canary_bucket(tenant_id, session_id, route.task_id) >= route.canary_share:
-                return _with(expert, reason="canary: expert share")
-            return _with(intern, reason="canary: intern share")
-        return _with(intern, reason="full")
-
-
-def _with(decision: Decision, **changes) -> Decision:
-    return Decision(**{**decision.__dict__, **changes})
+                return replace(expert, reason="canary: expert share")
+            return replace(intern, reason="canary: intern share")
+        return replace(intern, reason="full")

@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -79,14 +79,18 @@ class Router:
             self._config.expert_model,
         )
         if decision.target == "intern" and self._interns is None:
-            decision = Decision(
-                "expert",
-                self._config.expert_model,
-                task_id=decision.task_id,
-                reason="fallback: no Triton configured",
-                mode=decision.mode,
-            )
+            decision = self._fallback(decision, "no Triton configured")
         return Routed(decision, body)
+
+    def _fallback(self, decision: Decision, why: str) -> Decision:
+        """The expert answers a call meant for an intern; the reason says why."""
+        return Decision(
+            "expert",
+            self._config.expert_model,
+            task_id=decision.task_id,
+            reason=f"fallback: {why}",
+            mode=decision.mode,
+        )
 
     def _intern_budget(self, deadline_s: float | None) -> float:
         """The intern gets at most half of what is left, so the expert can still answer."""
@@ -107,14 +111,7 @@ class Router:
             )
             return message, decision
         except InternFailed as failure:
-            fallback = Decision(
-                "expert",
-                self._config.expert_model,
-                task_id=decision.task_id,
-                reason=f"fallback: {failure}",
-                mode=decision.mode,
-            )
-            return None, fallback
+            return None, self._fallback(decision, str(failure))
 
     def _count(self, decision: Decision) -> None:
         reason = decision.reason.split(":", 1)[0] if decision.reason else ""
@@ -131,12 +128,13 @@ class Router:
             mode=decision.mode,
         )
 
-    def _cost(self, output: chat_pb2.ChatCompletionOutput) -> float:
+    def _cost(self, model: str, usage: chat_pb2.Usage) -> float:
+        """What the expert's answer cost, from the price table."""
         return call_cost(
             self._config.prices,
-            output.model or self._config.expert_model,
-            output.usage.prompt_tokens,
-            output.usage.completion_tokens,
+            model or self._config.expert_model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
         )
 
     async def complete(
@@ -165,8 +163,8 @@ class Router:
         output = output_from_openai(answer)
         if decision.shadow_model:
             self._shadow(routed, trace_id, answer)
-        decision = Decision(**{**decision.__dict__, "model": output.model or decision.model})
-        return output, self._route_message(decision, self._cost(output))
+        decision = replace(decision, model=output.model or decision.model)
+        return output, self._route_message(decision, self._cost(output.model, output.usage))
 
     async def stream(
         self,
@@ -205,12 +203,7 @@ class Router:
                     )
                     first = False
             final = assembler.finish()
-            cost = call_cost(
-                self._config.prices,
-                assembler.model or self._config.expert_model,
-                final.usage.prompt_tokens,
-                final.usage.completion_tokens,
-            )
+            cost = self._cost(assembler.model, final.usage)
             yield router_pb2.StreamRouteChatCompletionResponse(
                 id=assembler.id,
                 model=assembler.model,
