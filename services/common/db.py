@@ -162,6 +162,37 @@ class TrainingJob(SQLModel, table=True):
     error: str = ""
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
+    # The trainer's bookkeeping (`interns.trainer.pipeline`). Server defaults, so that rows
+    # written before these columns existed read as plain queued jobs.
+    device: str = Field(
+        default="cpu",
+        max_length=8,
+        sa_column_kwargs={"server_default": "cpu"},
+        description="Queue the job was sent to: cpu or gpu",
+    )
+    task_size: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="The task's size when the job was created",
+    )
+    selection: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default="[]"),
+        description="Why this base model was chosen",
+    )
+    cancel_requested: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    attempts: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="Times a worker started the job (more than 1 after a redelivery)",
+    )
+    resumed_at_step: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="First step of the last attempt that resumed from a checkpoint (0: none)",
+    )
+    model: str = Field(default="", max_length=128, sa_column_kwargs={"server_default": ""})
+    model_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ApiKey(SQLModel, table=True):
