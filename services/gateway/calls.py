@@ -10,13 +10,7 @@ from dataclasses import dataclass
 import grpc
 
 from interns.api.v1 import chat_pb2, gateway_pb2, router_pb2, router_pb2_grpc
-from interns.common.chat import (
-    InvalidRequest,
-    input_to_openai,
-    message_to_openai,
-    validate_input,
-)
-from interns.common.events import RouteRecord, TraceRecorded, TraceRequest, TraceResponse
+from interns.common.chat import InvalidRequest, validate_input
 from interns.common.metrics import CALLS_REFUSED
 from interns.gateway.auth import Authenticator, KeyStoreUnavailable
 from interns.gateway.limits import (
@@ -25,6 +19,7 @@ from interns.gateway.limits import (
     TenantRateLimiter,
     check_request_limits,
 )
+from interns.gateway.trace_events import PendingTrace
 from interns.gateway.traces import TracePublisher
 
 MISSING_KEY = "missing API key: send authorization: Bearer <key>"
@@ -188,35 +183,9 @@ class Gateway:
         route: chat_pb2.RouteDecision | None = None,
         error: grpc.aio.AioRpcError | None = None,
     ) -> None:
-        response = None
-        if output is not None:
-            response = TraceResponse(
-                model=output.model,
-                message=message_to_openai(output.message),
-                finish_reason=output.finish_reason,
-                prompt_tokens=output.usage.prompt_tokens,
-                completion_tokens=output.usage.completion_tokens,
-            )
+        latency_ms = (time.perf_counter() - started) * 1000
         self._publisher.publish(
-            TraceRecorded(
-                trace_id=trace_id,
-                tenant_id=metadata.tenant_id,
-                agent_id=metadata.agent_id,
-                session_id=metadata.session_id,
-                request=TraceRequest.model_validate(input_to_openai(chat, default_model="")),
-                response=response,
-                route=RouteRecord(
-                    target="intern" if route is not None and route.target == "intern" else "expert",
-                    model=route.model if route else "",
-                    model_version=route.model_version if route else 0,
-                    task_id=route.task_id if route else "",
-                    reason=route.reason if route else "",
-                ),
-                status="error" if error is not None else "ok",
-                error=f"{error.code().name}: {error.details()}" if error is not None else "",
-                latency_ms=(time.perf_counter() - started) * 1000,
-                cost_usd=route.cost_usd if route else 0.0,
-            )
+            PendingTrace(trace_id, metadata, chat, latency_ms, output, route, error)
         )
 
 

@@ -16,7 +16,8 @@ from interns.gateway.auth import DatabaseAuthenticator
 from interns.gateway.calls import Admission
 from interns.gateway.limits import RateLimit, RequestLimits, TenantRateLimiter
 from tests.conftest import openai_log_line
-from tests.servers import RecordingPublisher, bearer, replay_expert, start_gateway, start_router
+from tests.gateway.recording import RecordingPublisher
+from tests.servers import bearer, replay_expert, start_gateway, start_router
 
 
 @pytest.fixture

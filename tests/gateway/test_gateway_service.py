@@ -12,9 +12,9 @@ from interns.common.chat import input_from_openai
 from interns.gateway.calls import Admission
 from interns.gateway.limits import RateLimit, TenantRateLimiter
 from tests.conftest import openai_log_line
+from tests.gateway.recording import RecordingPublisher
 from tests.servers import (
     MemoryAuthenticator,
-    RecordingPublisher,
     bearer,
     replay_expert,
     start_gateway,

@@ -27,9 +27,9 @@ from interns.gateway.http_api import HttpServer, build_http_app
 from interns.gateway.limits import RateLimit, TenantRateLimiter
 from interns.router.expert import ExpertClient
 from tests.conftest import openai_log_line
+from tests.gateway.recording import RecordingPublisher
 from tests.servers import (
     MemoryAuthenticator,
-    RecordingPublisher,
     expert_serving,
     replay_expert,
     start_router,

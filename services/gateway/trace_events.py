@@ -1,0 +1,148 @@
+"""The trace event of one call, built off the call's path.
+
+The event is `interns.common.events.TraceRecorded`, the contract the trace-collector
+validates. Building that pydantic model (and its nested models) for every call and
+validating what the gateway itself has just validated cost more than the rest of the
+trace's work, so the gateway builds the same document as plain dicts, in the model's field
+order, and serializes it only when the publisher sends it (off the call's path, in a
+batch). `tests/gateway/test_trace_events.py` checks that the bytes are those of the model.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from pydantic_core import to_json
+
+from interns.api.v1 import chat_pb2
+from interns.common.chat import response_format_to_openai, tool_to_openai
+
+
+def _tool_calls(calls) -> list[dict[str, Any]] | None:
+    return [
+        {
+            "id": call.id,
+            "type": call.type or "function",
+            "function": {"name": call.function.name, "arguments": call.function.arguments},
+        }
+        for call in calls
+    ] or None
+
+
+def _message(message: chat_pb2.ChatMessage) -> dict[str, Any]:
+    # `MessageRecord`: every field present, None where the message has none.
+    calls = _tool_calls(message.tool_calls)
+    return {
+        "role": message.role,
+        "content": None if calls and not message.content else message.content,
+        "name": message.name or None,
+        "tool_call_id": message.tool_call_id or None,
+        "tool_calls": calls,
+    }
+
+
+def _request(chat: chat_pb2.ChatCompletionInput) -> dict[str, Any]:
+    tool_choice: str | dict[str, Any] | None = chat.tool_choice or None
+    if tool_choice is not None and tool_choice not in ("auto", "none", "required"):
+        tool_choice = {"type": "function", "function": {"name": tool_choice}}
+    return {
+        "model": chat.model,
+        "messages": [_message(message) for message in chat.messages],
+        "tools": [tool_to_openai(tool) for tool in chat.tools],
+        "tool_choice": tool_choice,
+        "response_format": response_format_to_openai(chat.response_format),
+        "temperature": chat.temperature if chat.HasField("temperature") else None,
+        "max_tokens": chat.max_tokens if chat.HasField("max_tokens") else None,
+    }
+
+
+def _response(output: chat_pb2.ChatCompletionOutput) -> dict[str, Any]:
+    return {
+        "model": output.model,
+        "message": _message(output.message),
+        "finish_reason": output.finish_reason,
+        "prompt_tokens": output.usage.prompt_tokens,
+        "completion_tokens": output.usage.completion_tokens,
+    }
+
+
+def _route(route: chat_pb2.RouteDecision | None) -> dict[str, Any]:
+    if route is None:
+        return {"target": "expert", "model": "", "model_version": 0, "task_id": "", "reason": ""}
+    return {
+        "target": "intern" if route.target == "intern" else "expert",
+        "model": route.model,
+        "model_version": route.model_version,
+        "task_id": route.task_id,
+        "reason": route.reason,
+    }
+
+
+class PendingTrace:
+    """A call's `TraceRecorded` event, kept as the call's own messages until the publisher
+    sends or spills it: `to_bytes` builds and serializes the document then, in the
+    sender's batch, so that the call pays only for keeping references. The gateway never
+    changes these messages after the call."""
+
+    __slots__ = (
+        "_chat",
+        "_error",
+        "_event_id",
+        "_latency_ms",
+        "_metadata",
+        "_occurred_at",
+        "_output",
+        "_route",
+        "_trace_id",
+    )
+
+    def __init__(
+        self,
+        trace_id: str,
+        metadata: chat_pb2.RequestMetadata,
+        chat: chat_pb2.ChatCompletionInput,
+        latency_ms: float,
+        output: chat_pb2.ChatCompletionOutput | None = None,
+        route: chat_pb2.RouteDecision | None = None,
+        error: grpc.aio.AioRpcError | None = None,
+    ):
+        self._event_id = uuid.uuid4().hex
+        self._occurred_at = datetime.now(UTC)
+        self._trace_id = trace_id
+        self._metadata = metadata
+        self._chat = chat
+        self._latency_ms = latency_ms
+        self._output = output
+        self._route = route
+        self._error = error
+
+    def key(self) -> bytes:
+        """The Kafka key (`TraceRecorded.key_field`): a session's calls stay in order."""
+        return self._metadata.session_id.encode()
+
+    def document(self) -> dict[str, Any]:
+        """The event as `TraceRecorded.model_dump()` gives it, field for field."""
+        route, error = self._route, self._error
+        return {
+            "schema_version": 1,
+            "event_id": self._event_id,
+            "occurred_at": self._occurred_at,
+            "trace_id": self._trace_id,
+            "tenant_id": self._metadata.tenant_id,
+            "agent_id": self._metadata.agent_id,
+            "session_id": self._metadata.session_id,
+            "source": "gateway",
+            "request": _request(self._chat),
+            "response": _response(self._output) if self._output is not None else None,
+            "route": _route(route),
+            "status": "error" if error is not None else "ok",
+            "error": f"{error.code().name}: {error.details()}" if error is not None else "",
+            "latency_ms": self._latency_ms,
+            "cost_usd": route.cost_usd if route is not None else 0.0,
+        }
+
+    def to_bytes(self) -> bytes:
+        return to_json(self.document())
