@@ -1,29 +1,37 @@
 """Trainer service entry point (the control plane).
 
-Consumes: `interns.tasks.v1` (tasks that may deserve an intern).
-Produces: `interns.rollouts.v1` (route changes), later training and model events.
+Consumes: `interns.tasks.v1` (tasks that may deserve an intern: the training policy
+decides, `interns.trainer.controller` queues the job).
+Produces: `interns.rollouts.v1` (route changes), `interns.training.v1` (jobs queued or
+cancelled; the workers publish their progress).
 Serves: `ControlService` over gRPC (TRAINER_PORT); health and metrics (TRAINER_OPS_PORT).
-Uses: the Celery workers (CELERY_BROKER_URL) for training jobs.
+Uses: the Celery workers (CELERY_BROKER_URL, queues cpu and gpu) for training jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import sys
 
 from faststream.kafka import KafkaBroker
 
 from interns.api.v1 import control_pb2, control_pb2_grpc
 from interns.common.db import database_reachable, make_engine
-from interns.common.events import RolloutChanged, TaskChanged
+from interns.common.events import RolloutChanged, TaskChanged, TrainingJobProgress
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import EVENTS_PUBLISHED
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
+from interns.trainer.catalog import CatalogError, load_catalog
+from interns.trainer.celery_app import make_celery
 from interns.trainer.control import ControlPlane
+from interns.trainer.controller import TrainingController
 from interns.trainer.grpc_service import ControlServicer
 from interns.trainer.settings import TrainerSettings
+from interns.trainer.tasks import submit_job
 
 log = get_logger(__name__)
 
@@ -31,19 +39,33 @@ log = get_logger(__name__)
 async def main() -> None:
     settings = load_settings(TrainerSettings)
     configure_logging("trainer", settings.log_level, settings.log_format)
+    try:
+        catalog = load_catalog(settings.catalog)
+    except CatalogError as error:
+        sys.exit(f"invalid configuration: TRAINER_CATALOG: {error}")
     engine = make_engine(settings.database_url)
+    celery = make_celery(settings.celery_broker_url, settings.celery_visibility_timeout_s)
     broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-trainer")
     rollouts = broker.publisher(RolloutChanged.topic, schema=RolloutChanged)
+    progress = broker.publisher(TrainingJobProgress.topic, schema=TrainingJobProgress)
+
+    async def publish_progress(event: TrainingJobProgress) -> None:
+        await progress.publish(event.model_dump(mode="json"), key=event.key())
+        EVENTS_PUBLISHED.labels("trainer", TrainingJobProgress.topic).inc()
+
+    jobs = TrainingController(
+        engine, settings, catalog, functools.partial(submit_job, celery), publish_progress
+    )
 
     @broker.subscriber(TaskChanged.topic, group_id="interns-trainer", auto_offset_reset="earliest")
     async def on_task(change: TaskChanged) -> None:
-        log.info("task changed", task_id=change.task_id, change=change.change, size=change.size)
+        await jobs.on_task_changed(change)
 
     async def publish_rollout(change: RolloutChanged) -> None:
         await rollouts.publish(change.model_dump(mode="json"), key=change.key())
         EVENTS_PUBLISHED.labels("trainer", RolloutChanged.topic).inc()
 
-    plane = ControlPlane(engine, publish_rollout)
+    plane = ControlPlane(engine, publish_rollout, jobs)
     grpc_server = GrpcServer(
         "trainer",
         f"{settings.host}:{settings.port}",
@@ -59,6 +81,9 @@ async def main() -> None:
     }
     async with broker, OpsServer("trainer", settings.ops_host, settings.ops_port, checks):
         await broker.start()
+        resent = await asyncio.to_thread(jobs.resubmit_queued)
+        if resent:
+            log.info("queued training jobs sent again", jobs=resent)
         async with grpc_server:
             log.info("trainer serving the control API", port=grpc_server.port)
             signal_name = await wait_for_shutdown_signal()

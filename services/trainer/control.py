@@ -1,5 +1,5 @@
 """Control-plane logic: read tasks, models, rollouts and jobs; change a task's route;
-manage the API keys of tenants.
+start and cancel training jobs; manage the API keys of tenants.
 
 Every route change is written to `rollouts` (current state) and `route_changes` (the
 audit trail) in one transaction, then published as a `RolloutChanged` event, which the
@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from interns.common import api_keys
 from interns.common.db import ApiKey, ModelVersion, Rollout, RouteChange, Task, TrainingJob
 from interns.common.events import RolloutChanged
+from interns.trainer.controller import JobError, TrainingController
 
 Publish = Callable[[RolloutChanged], Awaitable[None]]
 MODES = ("shadow", "canary", "full")
@@ -39,10 +40,19 @@ def _key_errors() -> Iterator[None]:
         raise ControlError(error.kind, str(error)) from None
 
 
+@contextmanager
+def _job_errors() -> Iterator[None]:
+    try:
+        yield
+    except JobError as error:
+        raise ControlError(error.kind, str(error)) from None
+
+
 class ControlPlane:
-    def __init__(self, engine: Engine, publish: Publish):
+    def __init__(self, engine: Engine, publish: Publish, jobs: TrainingController | None = None):
         self._engine = engine
         self._publish = publish
+        self._jobs = jobs
 
     # --- reads ----------------------------------------------------------------------
 
@@ -82,6 +92,22 @@ class ControlPlane:
         if job is None:
             raise ControlError("not_found", f"no training job {job_id!r}")
         return job
+
+    # --- training jobs --------------------------------------------------------------
+
+    def _controller(self) -> TrainingController:
+        if self._jobs is None:
+            raise ControlError("invalid", "this control plane does not run training jobs")
+        return self._jobs
+
+    async def start_job(self, task_id: str, base_model: str = "") -> TrainingJob:
+        """Queues a training job for `task_id` now, on `base_model` or the trainer's choice."""
+        with _job_errors():
+            return await self._controller().start_job(task_id.strip(), base_model.strip())
+
+    async def cancel_job(self, job_id: str) -> TrainingJob:
+        with _job_errors():
+            return await self._controller().cancel_job(job_id.strip())
 
     # --- API keys -------------------------------------------------------------------
 

@@ -72,6 +72,15 @@ def job_message(job: db.TrainingJob) -> control_pb2.TrainingJob:
         loss=job.loss or 0.0,
         eta_seconds=job.eta_seconds or 0.0,
         error=job.error,
+        device=job.device,
+        selection=job.selection,
+        attempts=job.attempts,
+        resumed_at_step=job.resumed_at_step,
+        model=job.model,
+        model_version=job.model_version,
+        cancel_requested=job.cancel_requested,
+        created=_seconds(job.created_at),
+        updated=_seconds(job.updated_at),
     )
 
 
@@ -141,6 +150,18 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         _required(request.job_id, "job_id")
         job = await asyncio.to_thread(self._plane.get_job, request.job_id)
         return control_pb2.GetTrainingJobResponse(job=job_message(job))
+
+    @_control_errors
+    async def StartTrainingJob(self, request, context):
+        _required(request.task_id, "task_id")
+        job = await self._plane.start_job(request.task_id, request.base_model)
+        return control_pb2.StartTrainingJobResponse(job=job_message(job))
+
+    @_control_errors
+    async def CancelTrainingJob(self, request, context):
+        _required(request.job_id, "job_id")
+        job = await self._plane.cancel_job(request.job_id)
+        return control_pb2.CancelTrainingJobResponse(job=job_message(job))
 
     @_control_errors
     async def PromoteModel(self, request, context):

@@ -1,13 +1,31 @@
-"""Trainer settings (prefix TRAINER_)."""
+"""Trainer settings (prefix TRAINER_; the policy and the gate nest as TRAINER_POLICY__<FIELD>
+and TRAINER_GATE__<FIELD>)."""
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from interns.common.settings import ServiceSettings, shared
+from interns.trainer.policy import EvaluationGate, TrainingPolicy
+
+
+class TrainingOptions(BaseModel):
+    """Hyper-parameters of a fine-tuning run (TRAINER_TRAINING__<FIELD>)."""
+
+    epochs: float = Field(2.0, gt=0, description="Passes over the training split")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps")
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    max_length: int = Field(384, ge=16, description="Tokens per example, prompt and answer")
+    checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints")
+    seed: int = 0
 
 
 class TrainerSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="TRAINER_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TRAINER_", extra="ignore", populate_by_name=True, env_nested_delimiter="__"
+    )
 
     host: str = Field("127.0.0.1", description="Address the control gRPC server binds")
     port: int = Field(50053, description="gRPC port of the control API")
@@ -19,3 +37,35 @@ class TrainerSettings(ServiceSettings):
         ".interns/model-repository", description="Triton model repository the trainer writes"
     )
     operator: str = Field("operator", description="Name recorded for changes made by hand")
+
+    # Training jobs
+    auto_train: bool = Field(True, description="Start jobs from task events (policy permitting)")
+    catalog: str = Field("", description="YAML catalog of base models (empty: the default)")
+    gpu_workers: bool = Field(
+        False, description="GPU workers consume the gpu queue, so GPU base models may be chosen"
+    )
+    memory_budget_mb: int = Field(6000, ge=1, description="Training memory a base model may use")
+    gpu_memory_budget_mb: int = Field(24000, ge=1, description="The same, on a GPU worker")
+    allowed_licenses: str = Field(
+        "", description="Comma-separated licenses a base model may have (empty: any)"
+    )
+    workdir: Path = Field(
+        Path(".interns/training"), description="Per-job folders: data, checkpoints, model"
+    )
+    keep_workdirs: bool = Field(False, description="Keep a job's folder after it ended")
+    eval_share: float = Field(0.2, gt=0, lt=1, description="Share of sessions held out")
+    max_examples: int | None = Field(None, ge=1, description="At most this many examples")
+    worker_queue: str = Field("cpu", description="Queue a worker consumes: cpu or gpu")
+    celery_visibility_timeout_s: float = Field(
+        3600.0, gt=0, description="After this, the job of a worker that died is delivered again"
+    )
+    job_lease_s: float = Field(
+        120.0, gt=0, description="A running job whose row is quiet this long has lost its worker"
+    )
+    policy: TrainingPolicy = Field(default_factory=TrainingPolicy)
+    gate: EvaluationGate = Field(default_factory=EvaluationGate)
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
+
+    @property
+    def licenses(self) -> list[str]:
+        return [name.strip() for name in self.allowed_licenses.split(",") if name.strip()]

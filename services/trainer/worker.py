@@ -1,22 +1,53 @@
 """Training worker entry point: a Celery worker of the trainer's application.
 
 Consumes: Celery tasks from CELERY_BROKER_URL, queue TRAINER_WORKER_QUEUE (`cpu` or `gpu`),
-one job at a time.
+one job at a time (`interns.trainer.train_intern`).
+Writes: `training_jobs` (progress), `model_versions`, the Triton model repository
+(TRAINER_MODEL_REPOSITORY), per-job folders (TRAINER_WORKDIR).
+Produces: `interns.training.v1` (progress), `interns.models.v1` (a version registered).
 """
 
 from __future__ import annotations
 
-import os
+import atexit
+import functools
+import sys
 
+from interns.common.db import make_engine
 from interns.common.settings import load_settings
+from interns.trainer.catalog import CatalogError, load_catalog
 from interns.trainer.celery_app import make_celery
+from interns.trainer.pipeline import JobContext, real_ml_core
+from interns.trainer.publisher import EventPublisher
 from interns.trainer.settings import TrainerSettings
+from interns.trainer.tasks import register_tasks
+
+
+def job_context(settings: TrainerSettings) -> JobContext:
+    publisher = EventPublisher(settings.kafka_bootstrap_servers).start()
+    atexit.register(publisher.close)
+    return JobContext(
+        engine=make_engine(settings.database_url),
+        settings=settings,
+        catalog=load_catalog(settings.catalog),
+        core=real_ml_core(),
+        publish=publisher.publish,
+        publish_and_wait=publisher.publish_and_wait,
+        lease_s=settings.job_lease_s,
+    )
 
 
 def main() -> None:
     settings = load_settings(TrainerSettings)
-    app = make_celery(settings.celery_broker_url)
-    queue = os.environ.get("TRAINER_WORKER_QUEUE", "cpu")
+    try:
+        load_catalog(settings.catalog)  # a bad catalog stops the worker now, not at a job
+    except CatalogError as error:
+        sys.exit(f"invalid configuration: TRAINER_CATALOG: {error}")
+    app = make_celery(settings.celery_broker_url, settings.celery_visibility_timeout_s)
+    register_tasks(
+        app, functools.cache(lambda: job_context(settings)), busy_retry_s=settings.job_lease_s
+    )
+    queue = settings.worker_queue
     app.worker_main(
         [
             "worker",

@@ -119,7 +119,7 @@ class ListRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("job_id", "task_id", "base_model", "status", "step", "total_steps", "loss", "eta_seconds", "error")
+    __slots__ = ("job_id", "task_id", "base_model", "status", "step", "total_steps", "loss", "eta_seconds", "error", "device", "selection", "attempts", "resumed_at_step", "model", "model_version", "cancel_requested", "created", "updated")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,15 @@ class TrainingJob(_message.Message):
     LOSS_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_AT_STEP_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     task_id: str
     base_model: str
@@ -138,7 +147,16 @@ class TrainingJob(_message.Message):
     loss: float
     eta_seconds: float
     error: str
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., base_model: _Optional[str] = ..., status: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+    device: str
+    selection: _containers.RepeatedScalarFieldContainer[str]
+    attempts: int
+    resumed_at_step: int
+    model: str
+    model_version: int
+    cancel_requested: bool
+    created: int
+    updated: int
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., base_model: _Optional[str] = ..., status: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., device: _Optional[str] = ..., selection: _Optional[_Iterable[str]] = ..., attempts: _Optional[int] = ..., resumed_at_step: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[int] = ..., cancel_requested: bool = ..., created: _Optional[int] = ..., updated: _Optional[int] = ...) -> None: ...
 
 class ListTrainingJobsRequest(_message.Message):
     __slots__ = ("task_id",)
@@ -159,6 +177,32 @@ class GetTrainingJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class GetTrainingJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: TrainingJob
+    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ...) -> None: ...
+
+class StartTrainingJobRequest(_message.Message):
+    __slots__ = ("task_id", "base_model")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    base_model: str
+    def __init__(self, task_id: _Optional[str] = ..., base_model: _Optional[str] = ...) -> None: ...
+
+class StartTrainingJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: TrainingJob
+    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ...) -> None: ...
+
+class CancelTrainingJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelTrainingJobResponse(_message.Message):
     __slots__ = ("job",)
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: TrainingJob

@@ -66,6 +66,16 @@ class ControlServiceStub(object):
                 request_serializer=interns_dot_api_dot_v1_dot_control__pb2.GetTrainingJobRequest.SerializeToString,
                 response_deserializer=interns_dot_api_dot_v1_dot_control__pb2.GetTrainingJobResponse.FromString,
                 _registered_method=True)
+        self.StartTrainingJob = channel.unary_unary(
+                '/interns.api.v1.ControlService/StartTrainingJob',
+                request_serializer=interns_dot_api_dot_v1_dot_control__pb2.StartTrainingJobRequest.SerializeToString,
+                response_deserializer=interns_dot_api_dot_v1_dot_control__pb2.StartTrainingJobResponse.FromString,
+                _registered_method=True)
+        self.CancelTrainingJob = channel.unary_unary(
+                '/interns.api.v1.ControlService/CancelTrainingJob',
+                request_serializer=interns_dot_api_dot_v1_dot_control__pb2.CancelTrainingJobRequest.SerializeToString,
+                response_deserializer=interns_dot_api_dot_v1_dot_control__pb2.CancelTrainingJobResponse.FromString,
+                _registered_method=True)
         self.PromoteModel = channel.unary_unary(
                 '/interns.api.v1.ControlService/PromoteModel',
                 request_serializer=interns_dot_api_dot_v1_dot_control__pb2.PromoteModelRequest.SerializeToString,
@@ -145,6 +155,20 @@ class ControlServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartTrainingJob(self, request, context):
+        """Starts a training job for a task by hand (the training policy is not asked).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTrainingJob(self, request, context):
+        """Cancels a training job: a queued one at once, a running one at its next step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PromoteModel(self, request, context):
         """Moves a task's route to a model version and mode.
         """
@@ -219,6 +243,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.GetTrainingJob,
                     request_deserializer=interns_dot_api_dot_v1_dot_control__pb2.GetTrainingJobRequest.FromString,
                     response_serializer=interns_dot_api_dot_v1_dot_control__pb2.GetTrainingJobResponse.SerializeToString,
+            ),
+            'StartTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTrainingJob,
+                    request_deserializer=interns_dot_api_dot_v1_dot_control__pb2.StartTrainingJobRequest.FromString,
+                    response_serializer=interns_dot_api_dot_v1_dot_control__pb2.StartTrainingJobResponse.SerializeToString,
+            ),
+            'CancelTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTrainingJob,
+                    request_deserializer=interns_dot_api_dot_v1_dot_control__pb2.CancelTrainingJobRequest.FromString,
+                    response_serializer=interns_dot_api_dot_v1_dot_control__pb2.CancelTrainingJobResponse.SerializeToString,
             ),
             'PromoteModel': grpc.unary_unary_rpc_method_handler(
                     servicer.PromoteModel,
@@ -415,6 +449,60 @@ class ControlService(object):
             '/interns.api.v1.ControlService/GetTrainingJob',
             interns_dot_api_dot_v1_dot_control__pb2.GetTrainingJobRequest.SerializeToString,
             interns_dot_api_dot_v1_dot_control__pb2.GetTrainingJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interns.api.v1.ControlService/StartTrainingJob',
+            interns_dot_api_dot_v1_dot_control__pb2.StartTrainingJobRequest.SerializeToString,
+            interns_dot_api_dot_v1_dot_control__pb2.StartTrainingJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interns.api.v1.ControlService/CancelTrainingJob',
+            interns_dot_api_dot_v1_dot_control__pb2.CancelTrainingJobRequest.SerializeToString,
+            interns_dot_api_dot_v1_dot_control__pb2.CancelTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
