@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import msgspec
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat
 from stdnum import ean, luhn
@@ -70,6 +71,10 @@ from stdnum.us import ssn
 
 from interns.common.events import MessageRecord, TraceRecorded
 from interns.common.metrics import PII_REDACTED
+from interns.trace_collector.wire import MessageWire, TraceWire
+
+# A trace as the collector holds it: validated by pydantic, or by the fast path (`wire`).
+AnyTrace = TraceRecorded | TraceWire
 
 EMAIL = "email"
 PHONE = "phone"
@@ -716,7 +721,7 @@ class Redactor:
                 counts[SECRET] += 1
         return redacted, counts
 
-    def redact_trace(self, trace: TraceRecorded) -> TraceRecorded:
+    def redact_trace(self, trace: AnyTrace) -> AnyTrace:
         """`trace` with the personal data and secrets of its messages (the request's and
         the response's: text, tool calls' arguments, tools' results), its error and its
         route's reason replaced; tool definitions are the agent's, not the user's, and
@@ -802,7 +807,7 @@ def _rebuild_json(value: Any, redacted: Iterator[str]) -> Any:
     return value
 
 
-def trace_texts(trace: TraceRecorded) -> list[str]:
+def trace_texts(trace: AnyTrace) -> list[str]:
     """The texts of `trace` that redaction covers, in the order `redact_trace` takes them."""
     return _TraceTexts(trace).texts
 
@@ -811,7 +816,7 @@ class _TraceTexts:
     """The user data of a trace as a flat list of texts, and the way back: messages'
     contents, tool calls' arguments, the error and the route's reason, in that order."""
 
-    def __init__(self, trace: TraceRecorded):
+    def __init__(self, trace: AnyTrace):
         self.trace = trace
         self.texts: list[str] = []
         self.json_slots: list[int] = []
@@ -822,7 +827,7 @@ class _TraceTexts:
         self.texts.append(trace.error)
         self.texts.append(trace.route.reason)
 
-    def _add_message(self, message: MessageRecord) -> None:
+    def _add_message(self, message: MessageRecord | MessageWire) -> None:
         if message.role == "tool":
             self.json_slots.append(len(self.texts))
         self.texts.append(message.content or "")
@@ -830,7 +835,7 @@ class _TraceTexts:
             self.json_slots.append(len(self.texts))
             self.texts.append(call.function.arguments)
 
-    def rebuild(self, redacted: list[str]) -> TraceRecorded:
+    def rebuild(self, redacted: list[str]) -> AnyTrace:
         """The trace with `redacted` in place of `texts`; what did not change is shared."""
         slots = iter(range(len(redacted)))
         originals = self.texts
@@ -838,7 +843,7 @@ class _TraceTexts:
         def changed(slot: int) -> bool:
             return redacted[slot] is not originals[slot] and redacted[slot] != originals[slot]
 
-        def message_of(message: MessageRecord) -> MessageRecord:
+        def message_of(message: MessageRecord | MessageWire) -> MessageRecord | MessageWire:
             update: dict[str, Any] = {}
             content_slot = next(slots)
             if changed(content_slot):
@@ -847,21 +852,26 @@ class _TraceTexts:
             for call in message.tool_calls or ():
                 slot = next(slots)
                 if changed(slot):
-                    function = call.function.model_copy(update={"arguments": redacted[slot]})
-                    call = call.model_copy(update={"function": function})
+                    function = _replaced(call.function, {"arguments": redacted[slot]})
+                    call = _replaced(call, {"function": function})
                     update["tool_calls"] = calls
                 calls.append(call)
-            return message.model_copy(update=update) if update else message
+            return _replaced(message, update) if update else message
 
         trace = self.trace
         messages = [message_of(message) for message in trace.request.messages]
-        update: dict[str, Any] = {
-            "request": trace.request.model_copy(update={"messages": messages})
-        }
+        update: dict[str, Any] = {"request": _replaced(trace.request, {"messages": messages})}
         if trace.response and trace.response.message:
             message = message_of(trace.response.message)
-            update["response"] = trace.response.model_copy(update={"message": message})
+            update["response"] = _replaced(trace.response, {"message": message})
         error_slot, reason_slot = next(slots), next(slots)
         update["error"] = redacted[error_slot]
-        update["route"] = trace.route.model_copy(update={"reason": redacted[reason_slot]})
-        return trace.model_copy(update=update)
+        update["route"] = _replaced(trace.route, {"reason": redacted[reason_slot]})
+        return _replaced(trace, update)
+
+
+def _replaced(record: Any, update: dict[str, Any]) -> Any:
+    """`record`, a pydantic event model or its msgspec mirror, with `update` applied."""
+    if isinstance(record, msgspec.Struct):
+        return msgspec.structs.replace(record, **update)
+    return record.model_copy(update=update)

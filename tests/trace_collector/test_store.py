@@ -46,3 +46,15 @@ def test_a_redelivered_batch_is_stored_once(engine):
     assert [t.trace_id for t in stored] == ["t1", "t2", "t3"]
     assert stored[0].request["messages"] == [{"role": "user", "content": "hello"}]
     assert stored[0].tenant_id == "acme"
+
+
+def test_a_trace_without_a_time_zone_is_stored_as_utc(engine):
+    # TraceRecorded accepts a naive time; the column refuses one. A refusal would fail the
+    # whole batch, again at every redelivery.
+    naive = trace("naive").model_dump(mode="json") | {"occurred_at": "2026-03-01T12:00:00"}
+    traces, dead = parse_records([RawRecord("interns.traces.v1", 0, 1, json.dumps(naive).encode())])
+    assert not dead
+    assert write_traces(engine, traces) == 1
+    with Session(engine) as session:
+        stored = session.exec(select(Trace)).one()
+    assert stored.created_at.isoformat() == "2026-03-01T12:00:00+00:00"
