@@ -7,7 +7,9 @@ pydantic model: strict types (no "1" for an int, no 1.0 for an int), RFC 3339 ti
 no NaN or Infinity, and the payload must be UTF-8 throughout. What they refuse, the
 pydantic model judges (`store.parse_records`), so the collector accepts and rejects
 exactly what `TraceRecorded` does, with pydantic's reasons; what they accept has the
-values pydantic would give. `tests/trace_collector/test_wire.py` holds the two to that.
+values pydantic would give. One difference, deliberate: tool definitions are kept as
+written, so a number too large for a float (`1e400`) stays as it is where pydantic
+writes null. `tests/trace_collector/test_wire.py` holds the two to that.
 
 Field order and defaults follow `interns.common.events`: a field added there must be
 added here, or the strict top level (`forbid_unknown_fields`, as `extra="forbid"`) sends
@@ -47,7 +49,9 @@ class MessageWire(msgspec.Struct, kw_only=True, omit_defaults=True):
 class RequestWire(msgspec.Struct, kw_only=True):
     model: str = ""
     messages: Annotated[list[MessageWire], msgspec.Meta(min_length=1)]
-    tools: list[dict[str, Any]] = []
+    # The agent's tool definitions are stored as written: never redacted, so never built
+    # into dicts (a third of the decoding time). `decode_trace` checks they are objects.
+    tools: list[msgspec.Raw] = []
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     temperature: float | None = None
@@ -104,9 +108,13 @@ def decode_trace(value: bytes | None) -> TraceWire | None:
         except UnicodeDecodeError:
             return None
     try:
-        return _DECODER.decode(value)
+        trace = _DECODER.decode(value)
     except msgspec.DecodeError:
         return None
+    # A raw value is valid JSON (and UTF-8, checked above); a tool must be an object.
+    if any(memoryview(tool)[:1] != b"{" for tool in trace.request.tools):
+        return None
+    return trace
 
 
 def request_json(request: RequestWire) -> str:

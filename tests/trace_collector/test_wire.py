@@ -85,6 +85,8 @@ PAYLOADS = [
     variant("request.messages.2.tool_calls.0.type", "code"),
     variant("request.messages.2.tool_calls.0.function", {"arguments": "{}"}),
     variant("request.tools", [1]),
+    variant("request.tools", [{"a": 1}, []]),
+    variant("request.tools", ["{}"]),
     variant("request.tools", [{"a": [1, 2.5, None, {"b": "é"}]}]),
     variant("request.tool_choice", "auto"),
     variant("request.tool_choice", {"type": "function", "function": {"name": "book"}}),
@@ -126,6 +128,12 @@ def test_the_fast_decoder_vouches_only_for_what_pydantic_accepts_and_reads_it_al
     if "occurred_at" not in json.loads(payload):  # both default to the time of decoding
         fast.occurred_at = slow.occurred_at
     assert comparable(trace_row(fast)) == comparable(trace_row(slow))
+
+
+def test_tool_definitions_are_kept_as_written():
+    payload = json.dumps(BASE).replace('"default": null', '"default": 1e400, "n": 1E2').encode()
+    stored = json.loads(trace_row(decode_trace(payload))["request"])["tools"][0]["function"]
+    assert stored == {"name": "book", "default": float("inf"), "n": 100.0}  # pydantic: null
 
 
 def test_the_canonical_events_take_the_fast_path():
