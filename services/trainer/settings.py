@@ -18,8 +18,13 @@ class TrainingOptions(BaseModel):
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
     max_length: int = Field(384, ge=16, description="Tokens per example, prompt and answer")
+    answer_tokens: int = Field(96, ge=1, description="Longest answer generated, in tokens")
     checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints")
     seed: int = 0
+    lora_rank: int = Field(16, ge=1)
+    trainable_layers: int | None = Field(
+        None, ge=1, description="LoRA on the top layers only (None: every layer)"
+    )
 
 
 class TrainerSettings(ServiceSettings):
