@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from interns.cli.jobs import jobs_app, train
 from interns.common.logging import configure_logging
 from interns.common.settings import load_settings
 from interns.stack.components import MissingPart
@@ -41,6 +42,8 @@ tasks_app = typer.Typer(
 )
 app.add_typer(traces_app, name="traces")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(jobs_app, name="jobs")
+app.command("train")(train)
 console = Console()
 errors = Console(stderr=True)
 
