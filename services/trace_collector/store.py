@@ -150,7 +150,9 @@ def _insert_plan(dialect: Dialect) -> tuple[str, list]:
     ]
     table = Trace.__table__
     processors = [
-        None if name in _JSON_COLUMNS else table.c[name].type.bind_processor(dialect)
+        None
+        if name in _JSON_COLUMNS
+        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         for name in columns
     ]
     sql = (

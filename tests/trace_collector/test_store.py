@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from interns.common.db import Trace
@@ -58,3 +59,7 @@ def test_a_trace_without_a_time_zone_is_stored_as_utc(engine):
     with Session(engine) as session:
         stored = session.exec(select(Trace)).one()
     assert stored.created_at.isoformat() == "2026-03-01T12:00:00+00:00"
+    with engine.connect() as connection:
+        written = connection.execute(text("SELECT created_at FROM traces")).scalar_one()
+    # As SQLAlchemy writes every other time in the file: the times compare as text.
+    assert written == "2026-03-01 12:00:00.000000"
