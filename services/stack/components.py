@@ -251,7 +251,10 @@ def build_components(settings: StackSettings) -> list[Component]:
                 expert_env,
             )
         )
-    model_repository_env = {"TRAINER_MODEL_REPOSITORY": str(model_repository)}
+    model_repository_env = {
+        "TRAINER_MODEL_REPOSITORY": str(model_repository),
+        "TRAINER_WORKDIR": str(state / "training"),
+    }
     components += [
         project_service(
             settings,

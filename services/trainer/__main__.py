@@ -81,9 +81,9 @@ async def main() -> None:
     }
     async with broker, OpsServer("trainer", settings.ops_host, settings.ops_port, checks):
         await broker.start()
-        resent = await asyncio.to_thread(jobs.resubmit_queued)
+        resent = await asyncio.to_thread(jobs.resubmit_unfinished)
         if resent:
-            log.info("queued training jobs sent again", jobs=resent)
+            log.info("unfinished training jobs sent again", jobs=resent)
         async with grpc_server:
             log.info("trainer serving the control API", port=grpc_server.port)
             signal_name = await wait_for_shutdown_signal()

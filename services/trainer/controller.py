@@ -14,7 +14,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -25,7 +25,7 @@ from interns.common.events import TaskChanged, TrainingJobProgress
 from interns.common.logging import get_logger
 from interns.trainer.catalog import CatalogError, Selection, select_base
 from interns.trainer.models import BaseModelSpec
-from interns.trainer.pipeline import ACTIVE, progress_event
+from interns.trainer.pipeline import ACTIVE, as_utc, progress_event
 from interns.trainer.settings import TrainerSettings
 
 log = get_logger(__name__)
@@ -213,11 +213,19 @@ class TrainingController:
             session.refresh(job)
         return job
 
-    def resubmit_queued(self) -> int:
-        """Sends every queued job again (a restart may have come between writing a job and
-        sending it); a job sent twice is one job (same Celery task id, idempotent run)."""
+    def resubmit_unfinished(self) -> int:
+        """Sends again every queued job, and every running job whose worker has gone quiet
+        for longer than the lease: a restart may have come between writing a job and
+        sending it, or a broker without persistence may have lost it. A job sent twice is
+        one job (same Celery task id, idempotent run)."""
+        stale = datetime.now(UTC) - timedelta(seconds=self._settings.job_lease_s)
         with Session(self._engine) as session:
-            queued = session.exec(select(TrainingJob).where(TrainingJob.status == "queued")).all()
-        for job in queued:
+            jobs = session.exec(
+                select(TrainingJob).where(col(TrainingJob.status).in_(ACTIVE))
+            ).all()
+        unfinished = [
+            job for job in jobs if job.status == "queued" or as_utc(job.updated_at) < stale
+        ]
+        for job in unfinished:
             self._submit(job.job_id, job.device)
-        return len(queued)
+        return len(unfinished)

@@ -12,7 +12,10 @@ Delivery is at least once, so a job is safe to run again:
   retried later, so the job is not lost if that worker dies;
 - a job whose worker died resumes from the checkpoints in its own folder
   (`<workdir>/<job_id>`), and reuses the version number it reserved.
-A cancel request (`cancel_requested` on the row) stops training at the next step.
+A cancel request (`cancel_requested` on the row) stops training at the next step. A worker
+that is shutting down (`JobContext.stopping`) also stops at the next step, after a
+checkpoint, puts the job back to `queued` and raises `JobInterrupted`: the task hands the
+message back to the queue and the next worker resumes the job.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ ACTIVE = ("queued", "running")
 
 class JobBusy(Exception):
     """Another worker runs this job and is alive: try again later."""
+
+
+class JobInterrupted(Exception):
+    """The worker is shutting down; the job was checkpointed and is queued again."""
 
 
 class JobFailed(Exception):
@@ -91,13 +98,14 @@ class JobContext:
     lease_s: float = 120.0
     cancel_poll_s: float = 1.0
     clock: Callable[[], float] = field(default=time.monotonic)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     # SQLite hands datetimes back without their zone; they were written in UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -110,9 +118,9 @@ def load_job(engine: Engine, job_id: str) -> TrainingJob | None:
 def update_job(engine: Engine, job_id: str, **fields: Any) -> TrainingJob:
     with Session(engine) as session:
         job = session.get(TrainingJob, job_id)
+        job.updated_at = _now()
         for name, value in fields.items():
             setattr(job, name, value)
-        job.updated_at = _now()
         session.add(job)
         session.commit()
         session.refresh(job)
@@ -179,7 +187,7 @@ def _claim(ctx: JobContext, job_id: str) -> TrainingJob | dict[str, Any]:
             log.info("job already ended; nothing to do", job_id=job_id, status=job.status)
             return outcome(job)
         if job.status == "running":
-            idle = _now() - _aware(job.updated_at)
+            idle = _now() - as_utc(job.updated_at)
             if idle < timedelta(seconds=ctx.lease_s):
                 raise JobBusy(f"job {job_id} is running elsewhere (seen {idle.seconds}s ago)")
             log.warning("resuming a job whose worker stopped", job_id=job_id, idle_s=idle.seconds)
@@ -208,6 +216,10 @@ def run_job(job_id: str, ctx: JobContext) -> dict[str, Any]:
         try:
             _train_evaluate_register(ctx, job, workdir)
         except ctx.core.cancelled:
+            if ctx.stopping.is_set() and not load_job(ctx.engine, job_id).cancel_requested:
+                update_job(ctx.engine, job_id, status="queued", eta_seconds=None)
+                log.info("job interrupted by the worker's shutdown; queued again", job_id=job_id)
+                raise JobInterrupted(job_id) from None
             status = "cancelled"
         except JobFailed as failure:
             status, error = "failed", str(failure)
@@ -247,6 +259,8 @@ def _cancel_watcher(ctx: JobContext, job_id: str) -> Callable[[], bool]:
 
     def should_stop() -> bool:
         nonlocal last_check, cancelled
+        if ctx.stopping.is_set():
+            return True
         if not cancelled and ctx.clock() - last_check >= ctx.cancel_poll_s:
             last_check = ctx.clock()
             current = load_job(ctx.engine, job_id)

@@ -62,7 +62,10 @@ class TrainerSettings(ServiceSettings):
     max_examples: int | None = Field(None, ge=1, description="At most this many examples")
     worker_queue: str = Field("cpu", description="Queue a worker consumes: cpu or gpu")
     celery_visibility_timeout_s: float = Field(
-        3600.0, gt=0, description="After this, the job of a worker that died is delivered again"
+        600.0,
+        gt=0,
+        description="After this, the job of a worker that died is delivered again (a live"
+        " worker's job delivered again waits: the job's lease guards it)",
     )
     job_lease_s: float = Field(
         120.0, gt=0, description="A running job whose row is quiet this long has lost its worker"

@@ -1,7 +1,8 @@
 """The Celery transport of training jobs: named tasks with JSON arguments and results.
 
 `interns.trainer.train_intern(job_id)` runs `pipeline.run_job`; a job that another live
-worker holds is retried later rather than dropped.
+worker holds is retried later rather than dropped, and a job interrupted by this worker's
+shutdown goes back to the queue.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import Reject
 
-from interns.trainer.pipeline import JobBusy, JobContext, run_job
+from interns.trainer.pipeline import JobBusy, JobContext, JobInterrupted, run_job
 
 TRAIN_INTERN = "interns.trainer.train_intern"
 
@@ -27,6 +29,8 @@ def register_tasks(app: Celery, context: Callable[[], JobContext], busy_retry_s:
             return run_job(job_id, context())
         except JobBusy as busy:
             raise self.retry(exc=busy, countdown=busy_retry_s) from None
+        except JobInterrupted as interrupted:
+            raise Reject(interrupted, requeue=True) from None
 
 
 def submit_job(app: Celery, job_id: str, queue: str) -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import atexit
 import functools
 import sys
+import threading
+
+from celery.signals import worker_shutting_down
 
 from interns.common.db import make_engine
 from interns.common.settings import load_settings
@@ -23,7 +26,7 @@ from interns.trainer.settings import TrainerSettings
 from interns.trainer.tasks import register_tasks
 
 
-def job_context(settings: TrainerSettings) -> JobContext:
+def job_context(settings: TrainerSettings, stopping: threading.Event) -> JobContext:
     publisher = EventPublisher(settings.kafka_bootstrap_servers).start()
     atexit.register(publisher.close)
     return JobContext(
@@ -34,6 +37,7 @@ def job_context(settings: TrainerSettings) -> JobContext:
         publish=publisher.publish,
         publish_and_wait=publisher.publish_and_wait,
         lease_s=settings.job_lease_s,
+        stopping=stopping,
     )
 
 
@@ -44,8 +48,14 @@ def main() -> None:
     except CatalogError as error:
         sys.exit(f"invalid configuration: TRAINER_CATALOG: {error}")
     app = make_celery(settings.celery_broker_url, settings.celery_visibility_timeout_s)
+    # A warm shutdown (SIGTERM) waits for the running task: make training checkpoint and
+    # hand its job back instead of running to the end.
+    stopping = threading.Event()
+    worker_shutting_down.connect(lambda **_: stopping.set(), weak=False)
     register_tasks(
-        app, functools.cache(lambda: job_context(settings)), busy_retry_s=settings.job_lease_s
+        app,
+        functools.cache(lambda: job_context(settings, stopping)),
+        busy_retry_s=settings.job_lease_s,
     )
     queue = settings.worker_queue
     app.worker_main(

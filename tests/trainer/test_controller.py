@@ -3,6 +3,8 @@ operators start and cancel jobs."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlmodel import Session, select
 
@@ -125,8 +127,22 @@ async def test_bad_requests_are_refused_with_reasons(engine, controller):
         await control.cancel_job("nope")
 
 
-async def test_queued_jobs_are_sent_again_after_a_restart(engine, controller):
+async def test_unfinished_jobs_are_sent_again_after_a_restart(engine, controller):
     control, submitted, _ = controller
-    job = await control.start_job("t1")
-    assert control.resubmit_queued() == 1
-    assert submitted == [(job.job_id, "cpu"), (job.job_id, "cpu")]
+    queued = await control.start_job("t1")
+    with Session(engine) as session:
+        session.add(Task(task_id="t2", size=300, output_kind="tool_call"))
+        session.add(Task(task_id="t3", size=300, output_kind="tool_call"))
+        session.commit()
+    alive = await control.start_job("t2")
+    update_job(engine, alive.job_id, status="running")
+    lost = await control.start_job("t3")
+    update_job(
+        engine,
+        lost.job_id,
+        status="running",
+        updated_at=datetime.now(UTC) - timedelta(seconds=control._settings.job_lease_s + 1),
+    )
+    submitted.clear()
+    assert control.resubmit_unfinished() == 2
+    assert sorted(submitted) == sorted([(queued.job_id, "cpu"), (lost.job_id, "cpu")])

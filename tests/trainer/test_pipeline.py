@@ -12,7 +12,14 @@ from sqlmodel import Session, select
 from interns.common.db import ModelVersion, Task, TrainingJob
 from interns.common.events import ModelRegistered, TrainingJobProgress
 from interns.trainer.catalog import DEFAULT_CATALOG
-from interns.trainer.pipeline import JobBusy, JobContext, load_job, run_job, update_job
+from interns.trainer.pipeline import (
+    JobBusy,
+    JobContext,
+    JobInterrupted,
+    load_job,
+    run_job,
+    update_job,
+)
 from interns.trainer.settings import TrainerSettings
 from tests.trainer.fakes import FakeCore, WorkerKilled
 
@@ -142,3 +149,16 @@ def test_an_error_fails_the_job_with_its_message(engine, setup):
         session.commit()
     result = run_job("j9", context())
     assert result["status"] == "failed" and "task 'gone' no longer exists" in result["error"]
+
+
+def test_a_worker_shutting_down_checkpoints_and_queues_the_job_again(engine, setup):
+    context, fake, events, _ = setup
+    ctx = context()
+    fake.on_step = lambda step: step == 6 and ctx.stopping.set()
+    with pytest.raises(JobInterrupted):
+        run_job(new_job(engine), ctx)
+    job = load_job(engine, "j1")
+    assert (job.status, job.step) == ("queued", 6)
+    assert (ctx.settings.workdir / "j1" / "checkpoints").exists()
+    assert run_job("j1", context())["status"] == "succeeded"
+    assert fake.trained == [1, 2, 3, 4, 5, 6, 5, 6, 7, 8, 9, 10]
