@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+from pydantic_core import from_json
 
 from interns.api.v1 import chat_pb2
 
@@ -26,9 +27,9 @@ class InvalidRequest(ValueError):
 
 def _parse_json_object(text: str, field: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidRequest(field, f"is not valid JSON ({error.msg})") from None
+        value = from_json(text)
+    except ValueError as error:
+        raise InvalidRequest(field, f"is not valid JSON ({error})") from None
     if not isinstance(value, dict):
         raise InvalidRequest(field, "must be a JSON object")
     return value
@@ -39,16 +40,24 @@ def validate_input(chat: chat_pb2.ChatCompletionInput, prefix: str = "input") ->
     if not chat.messages:
         raise InvalidRequest(f"{prefix}.messages", "at least one message is required")
     for i, message in enumerate(chat.messages):
-        where = f"{prefix}.messages[{i}]"
-        if message.role not in ROLES:
-            raise InvalidRequest(f"{where}.role", f"must be one of {sorted(ROLES)}")
-        if message.role == "tool" and not message.tool_call_id:
-            raise InvalidRequest(f"{where}.tool_call_id", "is required for a tool message")
-        if message.tool_calls and message.role != "assistant":
-            raise InvalidRequest(f"{where}.tool_calls", "only assistant messages call tools")
+        role = message.role
+        if role not in ROLES:
+            raise InvalidRequest(f"{prefix}.messages[{i}].role", f"must be one of {sorted(ROLES)}")
+        if role == "tool" and not message.tool_call_id:
+            raise InvalidRequest(
+                f"{prefix}.messages[{i}].tool_call_id", "is required for a tool message"
+            )
+        if not message.tool_calls:
+            continue
+        if role != "assistant":
+            raise InvalidRequest(
+                f"{prefix}.messages[{i}].tool_calls", "only assistant messages call tools"
+            )
         for j, call in enumerate(message.tool_calls):
             if not call.function.name:
-                raise InvalidRequest(f"{where}.tool_calls[{j}].function.name", "is required")
+                raise InvalidRequest(
+                    f"{prefix}.messages[{i}].tool_calls[{j}].function.name", "is required"
+                )
     names: set[str] = set()
     for i, tool in enumerate(chat.tools):
         where = f"{prefix}.tools[{i}]"
@@ -130,7 +139,7 @@ def tool_to_openai(tool: chat_pb2.Tool) -> dict[str, Any]:
     if tool.function.description:
         function["description"] = tool.function.description
     if tool.function.parameters_json:
-        function["parameters"] = json.loads(tool.function.parameters_json)
+        function["parameters"] = from_json(tool.function.parameters_json)
     return {"type": "function", "function": function}
 
 

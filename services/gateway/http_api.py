@@ -14,12 +14,12 @@ with `x-interns-trace-id` and `x-interns-route` (`expert` or `intern`).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -86,15 +86,23 @@ def call_context(headers: Headers) -> CallContext:
     return CallContext(api_key=api_key, deadline_s=deadline_s)
 
 
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+class FastJSONResponse(JSONResponse):
+    """JSONResponse serialized by pydantic's JSON writer (Rust): the same compact UTF-8
+    JSON, in a fraction of the time of the `json` module."""
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + to_json(data) + b"\n\n"
 
 
 async def _events(
     encoder: ChunkEncoder,
     first: gateway_pb2.StreamChatCompletionResponse,
     chunks: AsyncIterator[gateway_pb2.StreamChatCompletionResponse],
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     # aclosing: a client that hangs up closes the gateway's stream, and so the router call.
     async with contextlib.aclosing(chunks):
         try:
@@ -114,7 +122,7 @@ async def _events(
             return
     for event in encoder.finish():
         yield _sse(event)
-    yield "data: [DONE]\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 def _trace_headers(trace_id: str, route: str) -> dict[str, str]:
@@ -158,16 +166,16 @@ def build_http_app(gateway: Gateway, max_body_bytes: int, models: Sequence[str])
         response = await gateway.complete(
             gateway_pb2.CreateChatCompletionRequest(metadata=metadata, input=chat), call
         )
-        return JSONResponse(
+        return FastJSONResponse(
             completion_body(response),
             headers=_trace_headers(response.trace_id, response.route.target),
         )
 
     async def list_models(_: Request) -> Response:
-        return JSONResponse(models_body(models))
+        return FastJSONResponse(models_body(models))
 
     async def on_api_error(_: Request, error: ApiError) -> Response:
-        return JSONResponse(error.body(), status_code=error.status)
+        return FastJSONResponse(error.body(), status_code=error.status)
 
     async def on_gateway_error(request: Request, error: GatewayError) -> Response:
         return await on_api_error(request, error_from_gateway(error))

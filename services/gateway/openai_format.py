@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 import grpc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, to_json
 
 from interns.api.v1 import chat_pb2, gateway_pb2
-from interns.common.chat import input_from_openai, message_to_openai, tool_call_to_openai
+from interns.common.chat import message_to_openai, tool_call_to_openai
 from interns.gateway.calls import GatewayError
 
 # HTTP status and OpenAI error type of each gRPC code; any other code is a 500.
@@ -72,6 +72,10 @@ def error_from_gateway(error: GatewayError) -> ApiError:
     return ApiError(status, message, error.code.name.lower(), param, kind)
 
 
+def _json_text(value: Any) -> str:
+    return to_json(value).decode()
+
+
 def _path(loc: Iterable[int | str]) -> str:
     path = ""
     for part in loc:
@@ -101,6 +105,10 @@ class _ToolCall(_Body):
     type: Literal["function"] = "function"
     function: _FunctionCall
 
+    def grpc(self) -> chat_pb2.ToolCall:
+        function = chat_pb2.FunctionCall(name=self.function.name, arguments=self.function.arguments)
+        return chat_pb2.ToolCall(id=self.id, type=self.type, function=function)
+
 
 class _Message(_Body):
     role: str
@@ -108,6 +116,15 @@ class _Message(_Body):
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[_ToolCall] | None = None
+
+    def grpc(self) -> chat_pb2.ChatMessage:
+        return chat_pb2.ChatMessage(
+            role=self.role or "assistant",
+            content=self.content or "",
+            name=self.name or "",
+            tool_call_id=self.tool_call_id or "",
+            tool_calls=[call.grpc() for call in self.tool_calls or ()],
+        )
 
     @field_validator("content", mode="before")
     @classmethod
@@ -135,6 +152,18 @@ class _FunctionDefinition(_Body):
 class _Tool(_Body):
     type: Literal["function"] = "function"
     function: _FunctionDefinition
+
+    def grpc(self) -> chat_pb2.Tool:
+        function = self.function
+        parameters = function.parameters
+        return chat_pb2.Tool(
+            type="function",
+            function=chat_pb2.FunctionDefinition(
+                name=function.name,
+                description=function.description or "",
+                parameters_json=_json_text(parameters) if parameters is not None else "",
+            ),
+        )
 
 
 class _ResponseFormat(_Body):
@@ -198,11 +227,27 @@ class ChatCompletionBody(_Body):
         return bool(self.stream_options and self.stream_options.include_usage)
 
     def chat_input(self) -> chat_pb2.ChatCompletionInput:
-        """The body as the gRPC API's input."""
-        body = self.model_dump(exclude_none=True)
-        if self.max_tokens is None and self.max_completion_tokens is not None:
-            body["max_tokens"] = self.max_completion_tokens
-        return input_from_openai(body)
+        """The body as the gRPC API's input, built straight from the parsed body (as
+        `input_from_openai` would from its dict, without making that dict first)."""
+        fmt = self.response_format
+        chat = chat_pb2.ChatCompletionInput(
+            model=self.model or "",
+            messages=[message.grpc() for message in self.messages],
+            tools=[tool.grpc() for tool in self.tools or ()],
+            tool_choice=self.tool_choice or "",
+            response_format=chat_pb2.ResponseFormat(
+                type=fmt.type,
+                json_schema_json=_json_text(fmt.json_schema) if fmt.json_schema is not None else "",
+            )
+            if fmt is not None
+            else None,
+        )
+        if self.temperature is not None:
+            chat.temperature = self.temperature
+        max_tokens = self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
+        if max_tokens is not None:
+            chat.max_tokens = max_tokens
+        return chat
 
     def request_metadata(self, agent_id: str, session_id: str) -> chat_pb2.RequestMetadata:
         """Agent and session from the headers, else from `metadata.agent_id` and

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+from pydantic_core import from_json, to_json
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -81,7 +82,11 @@ class ExpertClient:
         max_connections: int = 200,
     ):
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        # Bodies are serialized here (pydantic's JSON writer, a fraction of the `json`
+        # module's time) and sent as bytes: the content type goes with every request.
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._max_connections = max_connections
@@ -117,20 +122,19 @@ class ExpertClient:
         """The expert's answer to `body` (an OpenAI request body), as a response body."""
         budget = self._budget(deadline_s)
         started = time.monotonic()
+        payload = to_json({**body, "stream": False})
         http = self._http()
         try:
             async for attempt in self._retrying(budget):
                 with attempt:
                     remaining = max(budget - (time.monotonic() - started), 0.001)
                     async with http.post(
-                        self._url,
-                        json={**body, "stream": False},
-                        timeout=aiohttp.ClientTimeout(total=remaining),
+                        self._url, data=payload, timeout=aiohttp.ClientTimeout(total=remaining)
                     ) as response:
                         answer = await response.read()
                     if response.status != 200:
                         raise _refusal(response.status, answer)
-                    return json.loads(answer)
+                    return from_json(answer)
         except TimeoutError:
             raise ExpertError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"expert did not answer within {budget:.1f}s"
@@ -145,7 +149,7 @@ class ExpertClient:
         """The expert's answer as OpenAI stream chunks. Only the connection is retried:
         once a chunk has been passed on, a failure ends the stream with an error."""
         budget = self._budget(deadline_s)
-        request = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        request = to_json({**body, "stream": True, "stream_options": {"include_usage": True}})
         # Like a read timeout: the expert may take longer than `budget` in all, as long as
         # it never goes quiet for that long.
         timeout = aiohttp.ClientTimeout(total=None, connect=budget, sock_read=budget)
@@ -153,7 +157,7 @@ class ExpertClient:
         try:
             async for attempt in self._retrying(budget):
                 with attempt:
-                    response = await http.post(self._url, json=request, timeout=timeout)
+                    response = await http.post(self._url, data=request, timeout=timeout)
                     if response.status != 200:
                         async with response:
                             raise _refusal(response.status, await response.read())
@@ -164,7 +168,7 @@ class ExpertClient:
                     data = line[len(b"data:") :].strip()
                     if data == b"[DONE]":
                         return
-                    yield json.loads(data)
+                    yield from_json(data)
         except TimeoutError:
             raise ExpertError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"expert did not answer within {budget:.1f}s"

@@ -69,6 +69,7 @@ class Router:
         self._publish_shadow = publish_shadow
         self._shadow_slots = asyncio.Semaphore(config.shadow_concurrency)
         self._background: set[asyncio.Task] = set()
+        self._counters: dict[tuple[str, str], Any] = {}
 
     def _route(self, chat: chat_pb2.ChatCompletionInput, metadata) -> Routed:
         body = input_to_openai(chat, self._config.expert_model)
@@ -115,7 +116,13 @@ class Router:
 
     def _count(self, decision: Decision) -> None:
         reason = decision.reason.split(":", 1)[0] if decision.reason else ""
-        ROUTED_CALLS.labels("router", decision.target, reason).inc()
+        # The counter of each (target, reason) is looked up once: `labels()` takes a lock
+        # and builds a key on every call.
+        counter = self._counters.get((decision.target, reason))
+        if counter is None:
+            counter = ROUTED_CALLS.labels("router", decision.target, reason)
+            self._counters[(decision.target, reason)] = counter
+        counter.inc()
 
     def _route_message(self, decision: Decision, cost_usd: float = 0.0) -> chat_pb2.RouteDecision:
         return chat_pb2.RouteDecision(
