@@ -1,7 +1,9 @@
 """Training jobs on the real parts: a Celery worker on the stack's Redis trains the tiny
-base model; the worker is killed with SIGKILL mid-training, a new worker takes the job
-again and resumes it from its last checkpoint; the exported version then loads in the
-stack's Triton and answers through the intern contract. Progress reaches Kafka."""
+base model; the worker is killed with SIGKILL mid-training and a new worker takes the job
+again and resumes it from its last checkpoint; that worker is stopped with SIGTERM, saves
+a checkpoint, hands the job back, and a third one finishes it; the exported version then
+loads in the stack's Triton and answers through the intern contract. Progress reaches
+Kafka."""
 
 from __future__ import annotations
 
@@ -205,38 +207,60 @@ def resumed_job(stack, tmp_path_factory):
     second = Worker(env, folder / "worker-2.log")
     try:
         wait_for(
-            lambda: load_job(engine, job.job_id).status not in ("queued", "running"),
-            600,
-            "the job to end after the restart",
+            lambda: load_job(engine, job.job_id).step >= 2 * CHECKPOINT_EVERY + 2,
+            300,
+            "training past the second checkpoint",
             second,
         )
+        resumed_at_first = load_job(engine, job.job_id).resumed_at_step
+        # A warm shutdown (what `interns down` sends): checkpoint, hand the job back, exit.
+        second.process.send_signal(signal.SIGTERM)
+        second.process.wait(60)
     finally:
         second.stop()
+    interrupted = load_job(engine, job.job_id)
+    third = Worker(env, folder / "worker-3.log")
+    try:
+        wait_for(
+            lambda: load_job(engine, job.job_id).status not in ("queued", "running"),
+            600,
+            "the job to end after the restarts",
+            third,
+        )
+    finally:
+        third.stop()
     events = asyncio.run(progress_events(f"{settings.host}:{settings.kafka_port}", job.job_id))
     yield {
         "engine": engine,
         "job": load_job(engine, job.job_id),
         "killed_at": killed_at,
+        "resumed_at_first": resumed_at_first,
+        "interrupted": interrupted,
         "events": events,
-        "logs": (folder / "worker-2.log").read_text(),
+        "logs": (folder / "worker-3.log").read_text(),
     }
     engine.dispose()
 
 
 def test_a_killed_worker_s_job_resumes_from_its_last_checkpoint(resumed_job):
-    job, killed_at = resumed_job["job"], resumed_job["killed_at"]
+    job = resumed_job["job"]
     assert job.status == "succeeded", resumed_job["logs"][-4000:]
     assert (job.step, job.total_steps) == (MAX_STEPS, MAX_STEPS)
-    assert job.attempts == 2
     # The second attempt went on after the last checkpoint before the kill, not from 0.
-    last_checkpoint = killed_at // CHECKPOINT_EVERY * CHECKPOINT_EVERY
-    assert job.resumed_at_step == last_checkpoint + 1
+    last_checkpoint = resumed_job["killed_at"] // CHECKPOINT_EVERY * CHECKPOINT_EVERY
+    assert resumed_job["resumed_at_first"] == last_checkpoint + 1
     steps = [e.step for e in resumed_job["events"] if e.status == "running" and e.step]
-    assert steps[0] == 1 and steps[-1] == MAX_STEPS
     assert [e.status for e in resumed_job["events"]][-1] == "succeeded"
-    # Kafka saw the whole run once, and steps after the checkpoint twice: never step 1 again.
+    # Kafka saw the whole run, steps after a checkpoint twice, but never step 1 again.
     assert steps.count(1) == 1
     assert set(range(1, MAX_STEPS + 1)) <= set(steps)
+
+
+def test_a_worker_stopped_gracefully_checkpoints_and_the_next_one_resumes_there(resumed_job):
+    interrupted, job = resumed_job["interrupted"], resumed_job["job"]
+    assert interrupted.status == "queued" and interrupted.step > 2 * CHECKPOINT_EVERY
+    assert job.attempts == 3
+    assert job.resumed_at_step == interrupted.step + 1
 
 
 def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(stack, resumed_job):
