@@ -20,6 +20,12 @@ class CollectorSettings(ServiceSettings):
     group_id: str = Field("interns-trace-collector", description="Kafka consumer group")
     batch_size: int = Field(2_000, description="Most traces written in one transaction")
     batch_timeout_ms: int = Field(200, description="Longest wait to fill a batch")
+    fetch_bytes_per_partition: int = Field(
+        4 * 1024 * 1024,
+        description="Most bytes fetched from one partition at a time: a batch holds what "
+        "the fetches brought, and traces are about 6 KB (Kafka's default, 1 MiB, is about "
+        "170 of them)",
+    )
     gc_threshold: int = Field(
         100_000,
         description="Allocations between runs of Python's cyclic garbage collector",
