@@ -23,7 +23,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("device", text(length=8), server_default="cpu", nullable=False)
         )
-        batch_op.add_column(sa.Column("task_size", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(
+            sa.Column("task_size", sa.Integer(), server_default="0", nullable=False)
+        )
         batch_op.add_column(sa.Column("selection", sa.JSON(), server_default="[]", nullable=False))
         batch_op.add_column(
             sa.Column("cancel_requested", sa.Boolean(), server_default=sa.false(), nullable=False)
