@@ -145,6 +145,15 @@ class TaskChanged(Event):
     related_task_ids: list[str] = Field(
         default_factory=list, description="Tasks merged into or split from this one"
     )
+    parent_task_id: str = Field(
+        "", description="A sub-task: the task of its signature, which was split into it"
+    )
+    matcher: dict[str, Any] | None = Field(
+        None,
+        description="A split signature's task: the serve-time matcher that picks one of its"
+        " sub-tasks from a call's last user message (interns.common.task_matcher); None when"
+        " the signature is one task",
+    )
 
 
 # --- training ---------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Miner service entry point.
 
 Reads: new rows of the `traces` table, every MINER_INTERVAL_S seconds (after a first full
-pass at start), and groups them into tasks by structural signature.
-Writes: the `tasks` table.
-Produces: `interns.tasks.v1` (a task discovered, or its statistics updated).
+pass at start), and groups them into tasks by structural signature, then splits the
+signatures that hold several tasks by embedding clusters (MINER_SUBCLUSTERS).
+Writes: the `tasks` table (statistics, splits and merges, the sub-tasks' matchers).
+Produces: `interns.tasks.v1` (a task discovered, its statistics updated, split, merged).
 Serves: health and metrics (MINER_OPS_PORT).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
@@ -23,22 +24,41 @@ from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import EVENTS_PUBLISHED
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
-from interns.miner.mining import MiningState, mine_new_traces, upsert_tasks
+from interns.miner.mining import (
+    MiningState,
+    TaskChange,
+    matcher_of,
+    mine_new_traces,
+    restore_tasks,
+    upsert_tasks,
+)
 from interns.miner.settings import MinerSettings
+from interns.miner.subclusters import minilm_embedder
 
 log = get_logger(__name__)
 TRACES_SEEN = Counter("interns_miner_traces_seen_total", "Traces read by the miner", ["service"])
 
 
-def task_events(state: MiningState, changed: set[str], discovered: set[str]) -> list[TaskChanged]:
-    """One event per task that got new traces."""
+def task_events(
+    state: MiningState,
+    changed: set[str],
+    discovered: set[str],
+    changes: Sequence[TaskChange] = (),
+) -> list[TaskChanged]:
+    """One event per task that got new traces or was split or merged: a split or merge
+    names the related tasks; a split signature's task carries its sub-tasks' matcher."""
+    recorded = {change.task_id: change for change in changes}
     events = []
-    for task_id in sorted(changed | discovered):
+    for task_id in sorted(changed | discovered | set(recorded)):
         task = state.tasks[task_id]
+        change = recorded.get(task_id)
+        kind = change.change if change else "updated"
+        if task_id in discovered:
+            kind = "discovered"
         events.append(
             TaskChanged(
                 task_id=task_id,
-                change="discovered" if task_id in discovered else "updated",
+                change=kind,
                 label=task.label,
                 signature=task.signature,
                 size=task.size,
@@ -47,15 +67,21 @@ def task_events(state: MiningState, changed: set[str], discovered: set[str]) -> 
                 consistency=task.consistency,
                 replaceability=task.replaceability(state.total),
                 expert_cost_usd=task.expert_cost_usd,
+                related_task_ids=list(change.related_task_ids if change else task.related_task_ids),
+                parent_task_id=task.parent_task_id,
+                matcher=matcher_of(state, task_id),
             )
         )
     return events
 
 
 async def mine_forever(
-    engine, interval_s: float, publish: Callable[[TaskChanged], Awaitable[None]]
+    engine,
+    interval_s: float,
+    publish: Callable[[TaskChanged], Awaitable[None]],
+    state: MiningState,
 ) -> None:
-    state = MiningState()
+    await asyncio.to_thread(restore_tasks, engine, state)
     while True:
         try:
             before = state.total
@@ -63,14 +89,17 @@ async def mine_forever(
             if changed:
                 TRACES_SEEN.labels("miner").inc(state.total - before)
                 discovered = await asyncio.to_thread(upsert_tasks, engine, state)
-                for event in task_events(state, changed, discovered):
+                changes = state.take_changes()
+                for event in task_events(state, changed, discovered, changes):
                     await publish(event)
                 log.info(
                     "tasks mined",
                     traces=state.total - before,
                     changed=len(changed),
                     discovered=len(discovered),
+                    splits_and_merges=len(changes),
                     tasks=len(state.tasks),
+                    embedded=state.embedded,
                 )
         except Exception:
             log.exception("mining pass failed; retrying next interval")
@@ -94,7 +123,11 @@ async def main() -> None:
     }
     async with broker, OpsServer("miner", settings.ops_host, settings.ops_port, checks):
         await broker.start()
-        miner = asyncio.create_task(mine_forever(engine, settings.interval_s, publish_task))
+        state = MiningState(
+            embed=minilm_embedder() if settings.subclusters else None,
+            sample_size=settings.sample_size,
+        )
+        miner = asyncio.create_task(mine_forever(engine, settings.interval_s, publish_task, state))
         signal_name = await wait_for_shutdown_signal()
         log.info("miner stopping", signal=signal_name)
         miner.cancel()

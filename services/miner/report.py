@@ -1,10 +1,11 @@
-"""How well signature mining recovers a workload's known tasks.
+"""How well mining recovers a workload's known tasks.
 
-Mines the SGD workload in memory and compares the mined tasks with the workload's labels:
-the service set of each record and its function (`task_label`); then the same after
-splitting each signature group by embeddings (`interns.miner.subclusters`). Run:
+Mines the SGD workload in memory, as the miner service does (signatures, then the
+embedding split of the signatures that hold several tasks), and compares the mined tasks
+with the workload's labels: the service set of each record and its function
+(`task_label`). Also gives the scores of signatures alone. Run:
 
-    python -m interns.miner.report --out bench-results/miner.json
+    python -m interns.miner.report --out bench-results/miner-sgd.json
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from pathlib import Path
 from sklearn.metrics import adjusted_mutual_info_score
 
 from interns.expert.replay import load_workload
-from interns.miner.mining import MiningState, answer_shape
-from interns.miner.subclusters import last_user_text, minilm_embedder, split_group
+from interns.miner.mining import MiningState
+from interns.miner.subclusters import Embed, minilm_embedder
 
 DEFAULT_WORKLOAD = Path("/work/shared/workloads/sgd/sgd_service_calls_dev.jsonl")
 MIN_SHARE = 0.01
 
 
-def _purity(assigned: list[str], truth: list[str], min_share: float) -> dict[str, float]:
+def purity(assigned: list[str], truth: list[str], min_share: float) -> dict[str, float]:
     """Share of each task's traces that carry its most common true label, for the tasks
     with at least `min_share` of the traffic."""
     by_task: dict[str, Counter[str]] = defaultdict(Counter)
@@ -39,9 +40,10 @@ def _purity(assigned: list[str], truth: list[str], min_share: float) -> dict[str
     }
 
 
-def _scores(assigned: list[str], services: list[str], functions: list[str]) -> dict:
-    service_purity = _purity(assigned, services, MIN_SHARE)
-    function_purity = _purity(assigned, functions, MIN_SHARE)
+def scores(assigned: list[str], services: list[str], functions: list[str]) -> dict:
+    """Purity (tasks with >= MIN_SHARE of the traffic) and AMI against both labels."""
+    service_purity = purity(assigned, services, MIN_SHARE)
+    function_purity = purity(assigned, functions, MIN_SHARE)
     return {
         "tasks": len(set(assigned)),
         "tasks_min_1pct": len(service_purity),
@@ -53,48 +55,43 @@ def _scores(assigned: list[str], services: list[str], functions: list[str]) -> d
     }
 
 
-def _subclusters(records, responses, assigned: list[str]) -> tuple[list[str], float]:
-    embed = minilm_embedder()
-    started = time.perf_counter()
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, task_id in enumerate(assigned):
-        groups[task_id].append(index)
-    split = list(assigned)
-    for task_id, indices in groups.items():
-        texts = [last_user_text(records[i].request) for i in indices]
-        shapes = [answer_shape(responses[i])[1] for i in indices]
-        for index, subtask in zip(indices, split_group(task_id, texts, shapes, embed), strict=True):
-            split[index] = subtask
-    return split, time.perf_counter() - started
-
-
-def measure(workload_path: Path, subclusters: bool = True) -> dict:
+def measure(workload_path: Path, embed: Embed | None = None) -> dict:
+    """Scores of signature mining and of the miner's split on the workload."""
     records = list(load_workload(workload_path))
+    requests = [r.request for r in records]
     responses = [{"choices": [{"message": r.answer}]} for r in records]
-    state = MiningState()
-    started = time.perf_counter()
-    assigned = [
-        state.add(r.request, response) for r, response in zip(records, responses, strict=True)
-    ]
-    seconds = time.perf_counter() - started
     services = ["+".join(sorted(r.metadata.get("services") or [])) for r in records]
     functions = [str(r.metadata.get("task_label")) for r in records]
+    signatures_only = MiningState()
+    by_signature = [signatures_only.add(q, a) for q, a in zip(requests, responses, strict=True)]
     result = {
         "workload": str(workload_path),
         "traces": len(records),
         "service_sets": len(set(services)),
         "functions": len(set(functions)),
-        "method": "structural signature (what the miner service and the router use)",
-        **_scores(assigned, services, functions),
-        "seconds_to_mine": round(seconds, 3),
+        "signatures_only": scores(by_signature, services, functions),
     }
-    if subclusters:
-        split, split_seconds = _subclusters(records, responses, assigned)
-        result["subclusters"] = {
-            "method": "signature, then k-means on all-MiniLM-L6-v2 embeddings of the last"
-            " user message, k = answer shapes with >= 5% of the group (CPU)",
-            **_scores(split, services, functions),
-            "seconds_to_mine": round(seconds + split_seconds, 3),
+    if embed is not None:
+        state = MiningState(embed=embed)
+        started = time.perf_counter()
+        for request, response in zip(requests, responses, strict=True):
+            state.add(request, response)
+        state.refine()
+        seconds = time.perf_counter() - started
+        mined = [state.task_of(request) for request in requests]
+        decisions = [g.decision for g in state.groups.values() if g.decision]
+        split = [d for d in decisions if d.split]
+        result["mined"] = {
+            "method": "signature, then split where interns.miner.subclusters decides"
+            " (all-MiniLM-L6-v2 on a sample per signature, CPU); every trace assigned by"
+            " the serve-time matcher",
+            **scores(mined, services, functions),
+            "signatures_split": f"{len(split)} of {len(decisions)} decided",
+            "embedded_texts": state.embedded,
+            "matcher_agreement_mean": round(sum(d.agreement for d in split) / len(split), 4)
+            if split
+            else None,
+            "seconds_to_mine": round(seconds, 3),
         }
     return result
 
@@ -102,12 +99,10 @@ def measure(workload_path: Path, subclusters: bool = True) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", type=Path, default=DEFAULT_WORKLOAD)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/miner.json"))
-    parser.add_argument(
-        "--no-subclusters", action="store_true", help="Skip the embedding sub-clusters"
-    )
+    parser.add_argument("--out", type=Path, default=Path("bench-results/miner-sgd.json"))
+    parser.add_argument("--no-subclusters", action="store_true", help="Signatures only")
     args = parser.parse_args()
-    result = measure(args.workload, subclusters=not args.no_subclusters)
+    result = measure(args.workload, None if args.no_subclusters else minilm_embedder())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

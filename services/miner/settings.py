@@ -11,3 +11,9 @@ class MinerSettings(ServiceSettings):
 
     ops_port: int = Field(19105, description="Port of /healthz, /readyz, /metrics")
     interval_s: float = Field(10.0, description="Seconds between two mining passes")
+    subclusters: bool = Field(
+        True, description="Split signatures that hold several tasks by embedding clusters"
+    )
+    sample_size: int = Field(
+        96, ge=20, description="Distinct messages per signature embedded to decide a split"
+    )

@@ -1,6 +1,7 @@
 """Router service entry point.
 
-Consumes: `interns.rollouts.v1` (the routing table, read whole by every replica).
+Consumes: `interns.rollouts.v1` (the routing table) and `interns.tasks.v1` (the matchers
+of split signatures), each read whole by every replica.
 Serves: `RouterService` over gRPC (ROUTER_PORT), health and metrics (ROUTER_OPS_PORT).
 Produces: `interns.shadow.v1` (expert and intern answers compared, in shadow mode).
 Calls: the expert (EXPERT_BASE_URL); interns on Triton (TRITON_GRPC_ADDR), falling back
@@ -12,7 +13,7 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 
 from interns.api.v1 import router_pb2, router_pb2_grpc
-from interns.common.events import RolloutChanged, ShadowCompared
+from interns.common.events import RolloutChanged, ShadowCompared, TaskChanged
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
@@ -38,6 +39,10 @@ async def main() -> None:
     @broker.subscriber(RolloutChanged.topic, auto_offset_reset="earliest")
     async def on_rollout(change: RolloutChanged) -> None:
         table.apply(change)
+
+    @broker.subscriber(TaskChanged.topic, auto_offset_reset="earliest")
+    async def on_task(change: TaskChanged) -> None:
+        table.apply_task(change)
 
     shadows = broker.publisher(ShadowCompared.topic, schema=ShadowCompared)
 

@@ -78,6 +78,7 @@ class Router:
             metadata.tenant_id,
             metadata.session_id,
             self._config.expert_model,
+            request=body,
         )
         if decision.target == "intern" and self._interns is None:
             decision = self._fallback(decision, "no Triton configured")

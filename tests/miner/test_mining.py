@@ -16,6 +16,7 @@ from interns.miner.mining import (
     MiningState,
     answer_shape,
     mine_new_traces,
+    restore_tasks,
     task_id_for,
     upsert_tasks,
 )
@@ -181,3 +182,144 @@ def test_a_restarted_miner_finds_the_same_tasks_and_announces_none_as_new(engine
     assert [t.size for t in _tasks(engine).values()] == [2]
     assert [e.change for e in events] == ["updated"]
     assert events[0].signature == request_signature(FLIGHTS)
+
+
+# --- splits, merges, stable ids -----------------------------------------------------------
+
+CITIES = ["Oslo", "Lima", "Paris", "Rome", "Cairo", "Tokyo", "Quito", "Accra", "Hanoi", "Bern"]
+
+
+class CountingEmbed:
+    """Two directions (asking to search, asking to book), and a count of the texts
+    embedded: the miner must embed a bounded sample, each text once."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def __call__(self, texts: list[str]):
+        import numpy as np
+
+        self.texts += texts
+        return np.array([[1.0, 0.01 * (len(t) % 5)] if "find" in t else [0.0, 1.0] for t in texts])
+
+
+def _flight_traffic(start: int, count: int, book_answer: str = "BookFlight") -> list[tuple]:
+    """Half searches, half bookings, in one signature (one tool set)."""
+    traces = []
+    for i in range(start, start + count):
+        city = CITIES[i % 10]
+        if i % 2:
+            traces.append(
+                (
+                    _request(["BookFlight", "SearchFlight"], user=f"find flights to {city} #{i}"),
+                    _tool_answer("SearchFlight"),
+                )
+            )
+        else:
+            traces.append(
+                (
+                    _request(["BookFlight", "SearchFlight"], user=f"book seat {i} to {city}"),
+                    _tool_answer(book_answer),
+                )
+            )
+    return traces
+
+
+def _mine(state: MiningState, traces: list[tuple]) -> set[str]:
+    changed = {state.add(request, response, 0.01) for request, response in traces}
+    return changed | state.refine()
+
+
+def test_a_signature_of_two_tasks_is_split_and_announced():
+    embed = CountingEmbed()
+    state = MiningState(embed=embed, sample_size=40)
+    parent = task_id_for(request_signature(FLIGHTS))
+    _mine(state, _flight_traffic(0, 100))
+
+    children = {t.task_id: t for t in state.tasks.values() if t.parent_task_id == parent}
+    assert len(children) == 2
+    assert state.tasks[parent].status == "split" and state.tasks[parent].size == 0
+    assert sorted(t.size for t in children.values()) == [50, 50]
+    assert all(t.consistency == 1.0 for t in children.values()), "each sub-task answers one way"
+    assert all(t.related_task_ids == [parent] for t in children.values())
+    changes = state.take_changes()
+    assert [(c.task_id, c.change, set(c.related_task_ids)) for c in changes] == [
+        (parent, "split", set(children))
+    ]
+    assert len(embed.texts) == 40 == len(set(embed.texts)), "only the sample is embedded"
+
+    search = state.task_of(_request(["SearchFlight", "BookFlight"], user="find flights to Nice"))
+    book = state.task_of(_request(["SearchFlight", "BookFlight"], user="book seat 3 to Nice"))
+    assert {search, book} == set(children)
+    assert children[search].shapes == {"tools:SearchFlight": 50}
+
+    events = {e.task_id: e for e in task_events(state, set(children), set(children), changes)}
+    assert events[parent].change == "split"
+    assert set(events[parent].related_task_ids) == set(children)
+    assert events[parent].matcher is not None and events[parent].size == 0
+    assert events[search].change == "discovered" and events[search].parent_task_id == parent
+    assert events[search].matcher is None
+
+
+def test_sub_task_ids_stay_as_traffic_grows_and_only_new_sample_texts_are_embedded():
+    embed = CountingEmbed()
+    state = MiningState(embed=embed, sample_size=40)
+    _mine(state, _flight_traffic(0, 100))
+    first_ids = {t for t, s in state.tasks.items() if s.parent_task_id}
+    state.take_changes()
+    embedded = len(embed.texts)
+
+    _mine(state, _flight_traffic(100, 20))  # +20%: no decision is due
+    assert len(embed.texts) == embedded
+    _mine(state, _flight_traffic(120, 100))  # doubled: re-decided on a refreshed sample
+
+    assert {t for t, s in state.tasks.items() if s.parent_task_id} == first_ids
+    assert state.take_changes() == [], "the same split again is no change"
+    assert 0 < len(embed.texts) - embedded <= 40
+    assert len(set(embed.texts)) == len(embed.texts), "no text is embedded twice"
+    assert sum(state.tasks[t].size for t in first_ids) == 220
+
+
+def test_sub_tasks_merge_back_when_the_expert_answers_one_way_again():
+    state = MiningState(embed=CountingEmbed(), sample_size=40)
+    parent = task_id_for(request_signature(FLIGHTS))
+    _mine(state, _flight_traffic(0, 60))
+    children = {t for t, s in state.tasks.items() if s.parent_task_id}
+    state.take_changes()
+
+    # The expert now searches whatever is asked, three times as often as before.
+    _mine(state, _flight_traffic(60, 600, book_answer="SearchFlight"))
+
+    changes = state.take_changes()
+    assert {(c.task_id, c.change, c.related_task_ids) for c in changes} == {
+        (child, "merged", (parent,)) for child in children
+    }
+    assert state.tasks[parent].status == "active" and state.tasks[parent].size == 660
+    assert all(state.tasks[c].status == "merged" and state.tasks[c].size == 0 for c in children)
+    assert state.task_of(FLIGHTS) == parent
+
+
+def test_a_restarted_miner_keeps_the_split_and_its_ids(engine):
+    traces = _flight_traffic(0, 100)
+    _store(engine, traces, start=0)
+    first = MiningState(embed=CountingEmbed(), sample_size=40)
+    mine_new_traces(engine, first)
+    upsert_tasks(engine, first)
+    stored = _tasks(engine)
+    parent = task_id_for(request_signature(FLIGHTS))
+    assert stored[parent].status == "split" and stored[parent].matcher is not None
+    assert stored[parent].matcher_agreement >= 0.75
+    children = {t for t, row in stored.items() if row.parent_task_id == parent}
+    assert len(children) == 2 and all(stored[c].related_task_ids == [parent] for c in children)
+
+    embed = CountingEmbed()
+    restarted = MiningState(embed=embed, sample_size=40)
+    restore_tasks(engine, restarted)
+    mine_new_traces(engine, restarted)
+    discovered = upsert_tasks(engine, restarted)
+
+    assert discovered == set() and restarted.take_changes() == []
+    assert embed.texts == [], "no decision is due: the stored matcher is used"
+    assert {t: s.size for t, s in restarted.tasks.items()} == {
+        t: s.size for t, s in first.tasks.items()
+    }

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from interns.common.events import RolloutChanged
+from interns.common.events import RolloutChanged, TaskChanged
+from interns.common.task_matcher import TaskMatcher
 from interns.router.routing import RoutingTable
 
 NOW = datetime.now(UTC)
@@ -85,3 +86,71 @@ def test_a_canary_takes_its_share_of_sessions_and_each_session_stays_put():
     share = sum(t == "intern" for t in first.values()) / len(sessions)
     assert 0.17 < share < 0.23
     assert all(decide(table, session=s).target == first[s] for s in sessions[:500])
+
+
+# --- split signatures: the miner's matcher picks the sub-task -----------------------------
+
+SEARCH, BOOK = "t1-search", "t1-book"
+
+
+SPLIT_MATCHER = TaskMatcher(
+    (SEARCH, BOOK), (0.0, 0.0), {"find": (2.0, -2.0), "book": (-2.0, 2.0)}
+).to_dict()
+
+
+def split_event(at: datetime = NOW, matcher: dict | None = SPLIT_MATCHER, **extra) -> TaskChanged:
+    fields = {"task_id": "t1", "change": "split", "signature": "sig-1", "occurred_at": at}
+    return TaskChanged(**{**fields, "matcher": matcher, **extra})
+
+
+def ask(text: str) -> dict:
+    return {"messages": [{"role": "user", "content": "hello"}, {"role": "user", "content": text}]}
+
+
+def split_table() -> RoutingTable:
+    table = RoutingTable()
+    table.apply(change("full", task_id=SEARCH, target="intern-search"))
+    table.apply(change("shadow", task_id=BOOK, target="intern-book"))
+    table.apply_task(split_event())
+    return table
+
+
+def test_a_split_signature_routes_each_call_to_its_sub_task():
+    table = split_table()
+    search = table.decide("sig-1", "acme", "s1", "big-model", request=ask("find me a flight"))
+    book = table.decide("sig-1", "acme", "s1", "big-model", request=ask("Book it, please"))
+    assert (search.target, search.model, search.task_id) == ("intern", "intern-search", SEARCH)
+    assert (book.target, book.task_id, book.shadow_model) == ("expert", BOOK, "intern-book")
+
+
+def test_a_split_call_without_a_route_or_without_its_request_goes_to_the_expert():
+    table = RoutingTable()
+    table.apply(change("full", task_id=SEARCH))
+    table.apply_task(split_event())
+    unrouted = table.decide("sig-1", "acme", "s1", "big-model", request=ask("book it"))
+    assert (unrouted.target, unrouted.task_id, unrouted.reason) == (
+        "expert",
+        BOOK,
+        "task not routed",
+    )
+    assert decide(table).reason == "split task: no request to match"
+
+
+def test_the_signature_is_one_task_again_when_its_task_comes_without_a_matcher():
+    table = split_table()
+    table.apply_task(split_event(NOW - timedelta(seconds=1), change="updated", matcher=None))
+    assert "sig-1" in table.matchers, "an older event does not undo the split"
+    table.apply_task(
+        TaskChanged(task_id=BOOK, change="updated", signature="sig-1", occurred_at=NOW)
+    )
+    assert "sig-1" in table.matchers, "a sub-task's own event leaves the matcher alone"
+    table.apply(change("full", NOW + timedelta(seconds=2), target="intern-t1"))
+    table.apply_task(split_event(NOW + timedelta(seconds=3), change="merged", matcher=None))
+    assert table.matchers == {}
+    assert decide(table).model == "intern-t1"
+
+
+def test_an_unreadable_matcher_is_ignored():
+    table = RoutingTable()
+    table.apply_task(split_event(matcher={"features": "bert", "task_ids": ["a", "b"]}))
+    assert table.matchers == {} and table.revision == 0
