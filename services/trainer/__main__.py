@@ -81,9 +81,12 @@ async def main() -> None:
     }
     async with broker, OpsServer("trainer", settings.ops_host, settings.ops_port, checks):
         await broker.start()
-        resent = await asyncio.to_thread(jobs.resubmit_unfinished)
-        if resent:
-            log.info("unfinished training jobs sent again", jobs=resent)
+        try:
+            resent = await asyncio.to_thread(jobs.resubmit_unfinished)
+            if resent:
+                log.info("unfinished training jobs sent again", jobs=resent)
+        except Exception as error:  # the control API serves without the Celery broker
+            log.warning("unfinished training jobs not sent again", error=repr(error))
         async with grpc_server:
             log.info("trainer serving the control API", port=grpc_server.port)
             signal_name = await wait_for_shutdown_signal()
