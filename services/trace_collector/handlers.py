@@ -5,7 +5,9 @@ written or published.
 
 Offsets are committed (acked) only after the database commit, so a crash redelivers the
 batch and the idempotent write absorbs the repeat. A bad record never stops the consumer:
-it goes to the dead-letter topic.
+it goes to the dead-letter topic. While the database is unavailable (down, restarting,
+locked) the batch's write is retried with backoff, then the batch is handed back to Kafka
+(nack: the consumer rewinds to it) and the next attempt starts over.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from interns.common.events import DeadLetter, TraceRecorded
 from interns.common.logging import get_logger
@@ -26,6 +36,37 @@ from interns.trace_collector.settings import LOCAL_REDACTION_KEY, CollectorSetti
 from interns.trace_collector.store import RawRecord, parse_and_redact, write_traces
 
 log = get_logger(__name__)
+
+
+def _unavailable(error: BaseException) -> bool:
+    """The database did not answer (down, restarting, locked): worth waiting for."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    log.warning(
+        "database unavailable, retrying the batch",
+        attempt=state.attempt_number,
+        error=str(state.outcome.exception()).splitlines()[0],
+    )
+
+
+async def _write_when_available(engine: Engine, traces: list, give_up_s: float) -> int:
+    """`write_traces`, retried with backoff for `give_up_s` while the database is
+    unavailable; kept below Kafka's poll interval, or the group would evict the member."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_unavailable),
+        wait=wait_exponential(multiplier=0.1, max=5.0),
+        stop=stop_after_delay(give_up_s),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await asyncio.to_thread(write_traces, engine, traces)
+    raise AssertionError("unreachable: tenacity returns or raises")
 
 
 async def _raw_values(message) -> list[Any]:
@@ -68,7 +109,7 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
                 partition=letter.source_partition,
                 offset=letter.source_offset,
             )
-        stored = await asyncio.to_thread(write_traces, engine, traces)
+        stored = await _write_when_available(engine, traces, settings.database_retry_s)
         TRACES_STORED.labels("trace-collector").inc(stored)
         EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "stored").inc(len(traces))
         EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "dead_letter").inc(len(dead))

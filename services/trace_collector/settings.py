@@ -26,6 +26,11 @@ class CollectorSettings(ServiceSettings):
         "the fetches brought, and traces are about 6 KB (Kafka's default, 1 MiB, is about "
         "170 of them)",
     )
+    database_retry_s: float = Field(
+        60.0,
+        description="How long a batch's write is retried while the database is unavailable "
+        "before the batch goes back to Kafka (to be read again); below max.poll.interval",
+    )
     gc_threshold: int = Field(
         100_000,
         description="Allocations between runs of Python's cyclic garbage collector",
