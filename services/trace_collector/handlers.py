@@ -33,7 +33,7 @@ from interns.common.logging import get_logger
 from interns.common.metrics import EVENTS_CONSUMED, EVENTS_PUBLISHED, TRACES_STORED
 from interns.trace_collector.redact import Redactor
 from interns.trace_collector.settings import LOCAL_REDACTION_KEY, CollectorSettings
-from interns.trace_collector.store import RawRecord, parse_and_redact, write_traces
+from interns.trace_collector.store import RawRecord, parse_and_redact, write_each, write_traces
 
 log = get_logger(__name__)
 
@@ -100,7 +100,15 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
         records = [RawRecord(r.topic, r.partition, r.offset, r.value) for r in message.raw_message]
         # CPU work (validation, redaction: about 70 us a trace) off the event loop.
         traces, dead = await asyncio.to_thread(parse_and_redact, records, redactor)
-        for letter in dead:
+        refused: list[DeadLetter] = []
+        try:
+            stored = await _write_when_available(engine, traces, settings.database_retry_s)
+        except Exception as error:
+            if _unavailable(error):
+                raise  # the batch goes back to Kafka
+            # A trace the database cannot hold: the others are stored, it is dead-lettered.
+            stored, refused = await asyncio.to_thread(write_each, engine, traces)
+        for letter in dead + refused:
             await dead_letters.publish(letter.model_dump(mode="json"), key=letter.key())
             EVENTS_PUBLISHED.labels("trace-collector", DeadLetter.topic).inc()
             log.warning(
@@ -109,7 +117,7 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
                 partition=letter.source_partition,
                 offset=letter.source_offset,
             )
-        stored = await _write_when_available(engine, traces, settings.database_retry_s)
         TRACES_STORED.labels("trace-collector").inc(stored)
-        EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "stored").inc(len(traces))
-        EVENTS_CONSUMED.labels("trace-collector", TraceRecorded.topic, "dead_letter").inc(len(dead))
+        consumed = EVENTS_CONSUMED.labels
+        consumed("trace-collector", TraceRecorded.topic, "stored").inc(len(traces) - len(refused))
+        consumed("trace-collector", TraceRecorded.topic, "dead_letter").inc(len(dead + refused))

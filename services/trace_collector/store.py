@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+import msgspec
 from pydantic import ValidationError
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 
 from interns.common.db import Trace
 from interns.common.events import DeadLetter, TraceRecorded
@@ -173,15 +175,52 @@ def write_traces(engine: Engine, traces: Sequence[AnyTrace]) -> int:
         return 0
     sql, processors = _insert_plan(engine.dialect)
     stored_at = datetime.now(UTC)
-    rows = []
-    for row in {trace.trace_id: trace_row(trace) for trace in traces}.values():
-        values = [*row.values(), stored_at]
-        rows.append(
-            tuple(
-                value if process is None else process(value)
-                for value, process in zip(values, processors, strict=True)
-            )
-        )
+    rows = [
+        _parameters(row, stored_at, processors)
+        for row in {trace.trace_id: trace_row(trace) for trace in traces}.values()
+    ]
     with engine.begin() as connection:
         # Both drivers count the rows of every execution of an executemany.
         return connection.exec_driver_sql(sql, rows).rowcount
+
+
+def _parameters(row: dict, stored_at: datetime, processors: list) -> tuple:
+    values = [*row.values(), stored_at]
+    return tuple(
+        value if process is None else process(value)
+        for value, process in zip(values, processors, strict=True)
+    )
+
+
+def write_each(engine: Engine, traces: Sequence[AnyTrace]) -> tuple[int, list[DeadLetter]]:
+    """`write_traces` one trace at a time, for a batch the database refused: the traces
+    it takes are stored, and each it refuses (a valid event it cannot hold: a number
+    beyond its integers, an id longer than its column, a NUL in PostgreSQL text) becomes
+    a dead letter, so that one such trace does not stop its partition for good. Returns
+    the new rows and the letters (their payload is the redacted trace)."""
+    stored = 0
+    dead = []
+    for trace in traces:
+        try:
+            stored += write_traces(engine, [trace])
+        except (DBAPIError, StatementError, ValueError, OverflowError) as error:
+            if isinstance(error, OperationalError | InterfaceError) or (
+                isinstance(error, DBAPIError) and error.connection_invalidated
+            ):
+                raise  # unavailable, not refused
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            dead.append(
+                DeadLetter(
+                    source_topic=TraceRecorded.topic,
+                    consumer=CONSUMER,
+                    reason=f"the database refused trace {trace.trace_id!r}: {reason}",
+                    payload=_trace_json(trace),
+                )
+            )
+    return stored, dead
+
+
+def _trace_json(trace: AnyTrace) -> str:
+    if isinstance(trace, TraceWire):
+        return msgspec.json.encode(trace).decode()
+    return trace.model_dump_json()
