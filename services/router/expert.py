@@ -9,7 +9,9 @@ call (its connection pool rescans every connection on each request, encode/httpc
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +28,9 @@ from tenacity import (
 )
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+# Backoff before the first retry; it doubles at each further one, up to the maximum.
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 2.0
 # An SSE line longer than this (a whole answer in one chunk) fails the stream; aiohttp
 # pauses reading at twice this size.
 READ_BUFFER_BYTES = 1 << 20
@@ -107,34 +112,54 @@ class ExpertClient:
             await self._session.close()
             self._session = None
 
-    def _retrying(self, budget: float) -> AsyncRetrying:
+    def _retrying(self, budget: float, attempts: int, first_backoff_s: float) -> AsyncRetrying:
+        """Retries with exponential backoff (`first_backoff_s`, then twice as long each
+        time, plus jitter) for at most `attempts` attempts and `budget` seconds."""
         return AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self._max_attempts) | stop_after_delay(budget),
-            wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
+            stop=stop_after_attempt(attempts) | stop_after_delay(budget),
+            wait=wait_exponential_jitter(multiplier=first_backoff_s, max=MAX_BACKOFF_S, jitter=0.1),
             reraise=True,
         )
 
     def _budget(self, deadline_s: float | None) -> float:
         return min(self._timeout_s, deadline_s) if deadline_s else self._timeout_s
 
+    async def _post(self, payload: bytes, budget: float, started: float) -> dict:
+        remaining = max(budget - (time.monotonic() - started), 0.001)
+        async with self._http().post(
+            self._url, data=payload, timeout=aiohttp.ClientTimeout(total=remaining)
+        ) as response:
+            answer = await response.read()
+        if response.status != 200:
+            raise _refusal(response.status, answer)
+        return from_json(answer)
+
     async def complete(self, body: dict[str, Any], deadline_s: float | None = None) -> dict:
         """The expert's answer to `body` (an OpenAI request body), as a response body."""
         budget = self._budget(deadline_s)
         started = time.monotonic()
         payload = to_json({**body, "stream": False})
-        http = self._http()
         try:
-            async for attempt in self._retrying(budget):
+            # Nearly every call is answered at the first attempt: tenacity's loop (a
+            # sizeable share of the router's own CPU per call) starts only after a failure
+            # worth retrying, with the attempts, time and backoff schedule that are left.
+            try:
+                return await self._post(payload, budget, started)
+            except Exception as error:
+                if not _retryable(error) or self._max_attempts < 2:
+                    raise
+                failure = error
+            backoff = FIRST_BACKOFF_S + random.uniform(0, 0.1)
+            if time.monotonic() - started + backoff >= budget:
+                raise failure
+            await asyncio.sleep(backoff)
+            retrying = self._retrying(
+                budget - (time.monotonic() - started), self._max_attempts - 1, 2 * FIRST_BACKOFF_S
+            )
+            async for attempt in retrying:
                 with attempt:
-                    remaining = max(budget - (time.monotonic() - started), 0.001)
-                    async with http.post(
-                        self._url, data=payload, timeout=aiohttp.ClientTimeout(total=remaining)
-                    ) as response:
-                        answer = await response.read()
-                    if response.status != 200:
-                        raise _refusal(response.status, answer)
-                    return from_json(answer)
+                    return await self._post(payload, budget, started)
         except TimeoutError:
             raise ExpertError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"expert did not answer within {budget:.1f}s"
@@ -155,7 +180,7 @@ class ExpertClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=budget, sock_read=budget)
         http = self._http()
         try:
-            async for attempt in self._retrying(budget):
+            async for attempt in self._retrying(budget, self._max_attempts, FIRST_BACKOFF_S):
                 with attempt:
                     response = await http.post(self._url, data=request, timeout=timeout)
                     if response.status != 200:
