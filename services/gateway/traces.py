@@ -56,8 +56,8 @@ LINGER_MS = 50
 # of CPU per trace; at 256 KiB it spends about 22 us. Kafka's default limit for one batch
 # (message.max.bytes) is 1 MiB.
 MAX_BATCH_BYTES = 256 * 1024
-# Traces serialized between two yields to the event loop, so that building a large batch
-# never holds up the calls in flight for long.
+# Traces serialized, or handed to the producer, between two yields to the event loop, so
+# that a large batch never holds up the calls in flight for long.
 ENCODE_CHUNK = 16
 SPILL_BATCH = 1_000
 DROP_WARNING_INTERVAL_S = 10.0
@@ -284,6 +284,8 @@ class TracePublisher:
         try:
             async with asyncio.timeout(self._send_timeout_s):
                 for index, (key, value) in enumerate(records):
+                    if index and not index % ENCODE_CHUNK:
+                        await asyncio.sleep(0)  # let the calls in flight go on
                     try:
                         delivery = await producer.send(TraceRecorded.topic, value, key=key)
                     except MessageSizeTooLargeError as error:
