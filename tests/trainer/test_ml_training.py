@@ -1,0 +1,70 @@
+"""Fine-tuning on the training code path with a tiny model built from a config (seconds on
+a CPU): it learns, it checkpoints, it stops on request and resumes where it stopped, and
+the saved intern answers through the runtime the Triton adapter uses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interns.trainer.evaluation import evaluate
+from interns.trainer.examples import Example
+from interns.trainer.models import BaseModelSpec
+from interns.trainer.runtime import InternRuntime
+from interns.trainer.training import TrainConfig, TrainingCancelled, train
+from tests.conftest import WEATHER_TOOL
+
+TINY = BaseModelSpec("tiny", "config:tiny", "full", "Apache-2.0", 3.2, 2048, 200)
+
+
+def weather_example(n: int) -> Example:
+    arguments = json.dumps({"city": "Paris"})
+    answer = {
+        "role": "assistant",
+        "tool_calls": [
+            {
+                "id": "c",
+                "type": "function",
+                "function": {"name": "GetWeather", "arguments": arguments},
+            }
+        ],
+    }
+    request = {
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [WEATHER_TOOL],
+    }
+    return Example(f"t{n}", f"s{n}", request, answer)
+
+
+def test_training_lowers_the_loss_and_the_saved_intern_answers_through_the_runtime(tmp_path):
+    examples = [weather_example(n) for n in range(8)]
+    config = TrainConfig(max_steps=20, batch_size=8, learning_rate=1e-2, checkpoint_every=100)
+    seen = []
+    model_dir = train(TINY, examples, config, tmp_path, on_progress=seen.append)
+    assert [p.step for p in seen] == list(range(1, 21))
+    assert seen[-1].loss < seen[0].loss / 2
+    assert seen[-1].eta_seconds == 0
+    runtime = InternRuntime.load(model_dir)
+    answers = runtime.answer([e.request for e in examples[:3]])
+    assert len(answers) == 3 and all(a["role"] == "assistant" for a in answers)
+    report = evaluate(runtime, examples[:2], "tool_call")
+    assert report.n == 2 and set(report.scores) >= {"exact_match", "argument_accuracy"}
+
+
+def test_a_stopped_job_keeps_its_checkpoint_and_resumes_after_it(tmp_path):
+    examples = [weather_example(n) for n in range(4)]
+    config = TrainConfig(max_steps=6, batch_size=2, checkpoint_every=2)
+    first: list = []
+    with pytest.raises(TrainingCancelled, match="step 3 of 6"):
+        train(TINY, examples, config, tmp_path, first.append, should_stop=lambda: len(first) >= 3)
+    assert (tmp_path / "checkpoints" / "checkpoint-3").is_dir()
+    second: list = []
+    model_dir = train(TINY, examples, config, tmp_path, second.append)
+    assert [p.step for p in second] == [4, 5, 6]
+    assert (model_dir / "intern.json").is_file()
+
+
+def test_no_examples_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no training examples"):
+        train(TINY, [], TrainConfig(max_steps=1), tmp_path)
