@@ -17,8 +17,9 @@ them with the current matcher; then `refine` re-decides the signatures that need
 - a signature that has grown REDECIDE_GROWTH times since its last decision;
 - a signature whose tasks' answer consistency fell by MAX_CONSISTENCY_DROP since then.
 
-A decision embeds only the new members of a bounded sample (SAMPLE_SIZE distinct messages
-per signature), never every trace. Task ids stay the same as traffic grows: a signature's
+A decision embeds only the new members of a bounded, uniform sample of the signature's
+traces (SAMPLE_SIZE per signature; a message that repeats is embedded once), never every
+trace. Task ids stay the same as traffic grows: a signature's
 id derives from the signature, a sub-task's from its main answer shape. A new sub-task is
 recorded as split from the task that held most of its traces; a sub-task that disappears
 as merged into the one that took most of them (`TaskStats.related_task_ids`, the
@@ -176,7 +177,7 @@ class SignatureGroup:
     decision: SplitDecision | None = None
     decided_size: int = 0
     decided_consistency: float | None = None
-    sample: dict[str, str] = field(default_factory=dict)
+    sample: list[tuple[str, str]] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     sampled_upto: int = 0
 
@@ -286,23 +287,20 @@ class MiningState:
         return consistency < group.decided_consistency - MAX_CONSISTENCY_DROP
 
     def _refresh_sample(self, group: SignatureGroup) -> None:
-        """Keep a uniform sample of the group's distinct messages: fill it up to
-        `sample_size`, then replace a share of it as large as the new traffic's."""
+        """Keep a uniform sample of the group's traces (so that each answer shape has its
+        share of the traffic): fill it up to `sample_size`, then replace a share of it as
+        large as the new traffic's. A message in it twice is embedded once."""
         rng = random.Random(f"{group.signature}:{group.size}")
-        start = group.sampled_upto
-        fresh = zip(group.texts[start:], group.shapes[start:], strict=True)
-        new = {text: shape for text, shape in fresh if text not in group.sample}
-        order = sorted(new)
-        rng.shuffle(order)
+        fresh = range(group.sampled_upto, group.size)
         room = self.sample_size - len(group.sample)
         if room <= 0:
-            share = (group.size - group.sampled_upto) / group.size
-            room = min(len(order), round(self.sample_size * share))
-            for text in rng.sample(sorted(group.sample), room):
-                del group.sample[text]
-                group.vectors.pop(text, None)
-        for text in order[:room]:
-            group.sample[text] = new[text]
+            room = min(len(fresh), round(self.sample_size * len(fresh) / group.size))
+            for position in sorted(rng.sample(range(len(group.sample)), room), reverse=True):
+                del group.sample[position]
+        picks = rng.sample(fresh, min(room, len(fresh)))
+        group.sample += [(group.texts[i], group.shapes[i]) for i in sorted(picks)]
+        kept = {text for text, _ in group.sample}
+        group.vectors = {t: v for t, v in group.vectors.items() if t in kept}
         group.sampled_upto = group.size
 
     def refine(self) -> set[str]:
@@ -313,22 +311,21 @@ class MiningState:
         due = [g for g in self.groups.values() if self._needs_decision(g)]
         for group in due:
             self._refresh_sample(group)
-        missing = list({t for g in due for t in g.sample if t not in g.vectors})
+        missing = sorted({t for g in due for t, _ in g.sample if t not in g.vectors})
         if missing:
             vectors = dict(zip(missing, self.embed(missing), strict=True))
             self.embedded += len(missing)
             for group in due:
-                for text in group.sample:
+                for text, _ in group.sample:
                     if text not in group.vectors:
                         group.vectors[text] = vectors[text]
         changed: set[str] = set()
         for group in due:
-            texts = list(group.sample)
             decision = decide_split(
                 group.task_id,
-                texts,
-                [group.sample[t] for t in texts],
-                np.stack([group.vectors[t] for t in texts]),
+                [text for text, _ in group.sample],
+                [shape for _, shape in group.sample],
+                np.stack([group.vectors[text] for text, _ in group.sample]),
             )
             changed |= self.apply_decision(group, decision)
         return changed

