@@ -80,15 +80,18 @@ BENCH_ARGS ?=
 # The HTTP load generator (C, from Debian): Python clients top out below the servers measured.
 WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
 	apt-get update -qq && apt-get install -y -qq wrk; }
-.PHONY: bench-gateway bench-quick bench-pii bench-collector
+.PHONY: bench-gateway bench-quick bench-pii bench-collector bench-miner
 
-bench: bench-gateway bench-pii bench-collector ## Every benchmark (writes bench-results/*.json)
+bench: bench-gateway bench-pii bench-collector bench-miner ## Every benchmark (writes bench-results/*.json)
 
 bench-pii: setup ## PII redaction: recall per kind on the planted corpus, false positives on SGD
 	$(PY) -m interns.trace_collector.pii_report --out bench-results/pii.json
 
 bench-collector: setup ## Trace-collector traces/s to a DB commit, SQLite and PostgreSQL, 1 and 2 instances
 	$(PY) -m interns.bench.collector --out bench-results/collector.json $(BENCH_ARGS)
+
+bench-miner: setup ## Miner: 100,000 traces mined (embeddings included), then 10,000 more; purity and AMI on SGD
+	$(PY) -m interns.bench.miner --out bench-results/miner.json $(BENCH_ARGS)
 
 bench-gateway: setup ## Gateway+router overhead and top rate vs LiteLLM, ~5 min (extra: BENCH_ARGS)
 	@$(WRK)
