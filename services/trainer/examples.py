@@ -1,10 +1,11 @@
 """Training examples from stored, redacted traces: the expert's answers are the targets.
 
-A trace is an example of a task when its request has the task's structural signature,
-the expert answered it (never an intern: interns do not learn from themselves), the call
-succeeded, and curation did not exclude it (flagged, failed, or a duplicate). Exact
-duplicates of the same request and answer are kept once. Train and evaluation sets are
-split by session, so the turns of one conversation never sit on both sides.
+A trace is an example of a task when its request has the task's structural signature (and,
+for a sub-task of a split signature, the miner's matcher picks that sub-task), the expert
+answered it (never an intern: interns do not learn from themselves), the call succeeded,
+and curation did not exclude it (flagged, failed, or a duplicate). Exact duplicates of the
+same request and answer are kept once. Train and evaluation sets are split by session, so
+the turns of one conversation never sit on both sides.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Engine, or_, select
 
 from interns.common.db import Task, Trace
 from interns.common.signature import request_signature
+from interns.common.task_matcher import TaskMatcher
 
 EXCLUDED_CURATION = ("duplicate", "near_duplicate", "failed", "flagged")
 READ_BATCH = 1_000
@@ -82,11 +84,26 @@ def deduplicate(examples: Iterable[Example]) -> list[Example]:
 def load_examples(engine: Engine, task_id: str, *, limit: int | None = None) -> list[Example]:
     """The task's examples, oldest first, deduplicated; at most `limit` (the newest kept)."""
     with engine.connect() as connection:
-        signature = connection.execute(
-            select(Task.signature).where(Task.task_id == task_id)
-        ).scalar_one_or_none()
-        if signature is None:
+        task = connection.execute(
+            select(Task.signature, Task.parent_task_id).where(Task.task_id == task_id)
+        ).one_or_none()
+        if task is None:
             raise UnknownTask(f"no task {task_id!r}")
+        signature, parent = task
+        matcher = None
+        if parent:
+            stored = connection.execute(
+                select(Task.matcher).where(Task.task_id == parent)
+            ).scalar_one_or_none()
+            matcher = TaskMatcher.from_dict(stored) if stored else None
+
+        def belongs(row: Mapping[str, Any]) -> bool:
+            if row["task_id"] == task_id:
+                return True
+            if request_signature(row["request"]) != signature:
+                return False
+            return matcher is None or matcher.match_request(row["request"]) == task_id
+
         rows = connection.execute(
             select(Trace.trace_id, Trace.session_id, Trace.request, Trace.response, Trace.task_id)
             .where(
@@ -102,8 +119,7 @@ def load_examples(engine: Engine, task_id: str, *, limit: int | None = None) -> 
         examples = [
             example
             for row in rows
-            if (row["task_id"] == task_id or request_signature(row["request"]) == signature)
-            and (example := example_from_trace(row)) is not None
+            if belongs(row) and (example := example_from_trace(row)) is not None
         ]
     examples = deduplicate(examples)
     return examples[-limit:] if limit else examples

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from interns.common.db import Task, Trace
 from interns.common.signature import request_signature
+from interns.common.task_matcher import TaskMatcher
 from interns.trainer.examples import UnknownTask, load_examples, split_by_session
 from tests.conftest import WEATHER_TOOL
 
@@ -98,3 +99,18 @@ def test_the_split_keeps_each_session_on_one_side_and_is_stable(engine, weather_
     assert split_by_session(many, eval_share=0.2) == (train, evaluation)
     with pytest.raises(ValueError, match="eval_share"):
         split_by_session(many, eval_share=1.5)
+
+
+def test_a_sub_task_of_a_split_signature_gets_the_calls_its_matcher_picks(engine, weather_task):
+    matcher = TaskMatcher(("task-paris", "task-other"), (0.0, 0.5), {"paris": (1.0, 0.0)})
+    with Session(engine) as session:
+        parent = session.get(Task, weather_task)
+        parent.status, parent.matcher = "split", matcher.to_dict()
+        for task_id in matcher.task_ids:
+            session.add(
+                Task(task_id=task_id, signature=parent.signature, parent_task_id=parent.task_id)
+            )
+        session.add(parent)
+        session.commit()
+    assert [e.trace_id for e in load_examples(engine, "task-paris")] == ["t1"]
+    assert [e.trace_id for e in load_examples(engine, "task-other")] == ["t2", "t8"]
