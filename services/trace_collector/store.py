@@ -174,22 +174,17 @@ def write_traces(engine: Engine, traces: Sequence[AnyTrace]) -> int:
     if not traces:
         return 0
     sql, processors = _insert_plan(engine.dialect)
+    converted = [(slot, process) for slot, process in enumerate(processors) if process]
     stored_at = datetime.now(UTC)
-    rows = [
-        _parameters(row, stored_at, processors)
-        for row in {trace.trace_id: trace_row(trace) for trace in traces}.values()
-    ]
+    rows = []
+    for row in {trace.trace_id: trace_row(trace) for trace in traces}.values():
+        values = [*row.values(), stored_at]
+        for slot, process in converted:
+            values[slot] = process(values[slot])
+        rows.append(tuple(values))
     with engine.begin() as connection:
         # Both drivers count the rows of every execution of an executemany.
         return connection.exec_driver_sql(sql, rows).rowcount
-
-
-def _parameters(row: dict, stored_at: datetime, processors: list) -> tuple:
-    values = [*row.values(), stored_at]
-    return tuple(
-        value if process is None else process(value)
-        for value, process in zip(values, processors, strict=True)
-    )
 
 
 def write_each(engine: Engine, traces: Sequence[AnyTrace]) -> tuple[int, list[DeadLetter]]:
