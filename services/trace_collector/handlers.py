@@ -19,7 +19,6 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,16 +32,15 @@ from interns.common.logging import get_logger
 from interns.common.metrics import EVENTS_CONSUMED, EVENTS_PUBLISHED, TRACES_STORED
 from interns.trace_collector.redact import Redactor
 from interns.trace_collector.settings import LOCAL_REDACTION_KEY, CollectorSettings
-from interns.trace_collector.store import RawRecord, parse_and_redact, write_each, write_traces
+from interns.trace_collector.store import (
+    RawRecord,
+    database_unavailable,
+    parse_and_redact,
+    write_each,
+    write_traces,
+)
 
 log = get_logger(__name__)
-
-
-def _unavailable(error: BaseException) -> bool:
-    """The database did not answer (down, restarting, locked): worth waiting for."""
-    return isinstance(error, OperationalError | InterfaceError) or (
-        isinstance(error, DBAPIError) and error.connection_invalidated
-    )
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -57,7 +55,7 @@ async def _write_when_available(engine: Engine, traces: list, give_up_s: float) 
     """`write_traces`, retried with backoff for `give_up_s` while the database is
     unavailable; kept below Kafka's poll interval, or the group would evict the member."""
     retrying = AsyncRetrying(
-        retry=retry_if_exception(_unavailable),
+        retry=retry_if_exception(database_unavailable),
         wait=wait_exponential(multiplier=0.1, max=5.0),
         stop=stop_after_delay(give_up_s),
         before_sleep=_log_retry,
@@ -67,6 +65,18 @@ async def _write_when_available(engine: Engine, traces: list, give_up_s: float) 
         with attempt:
             return await asyncio.to_thread(write_traces, engine, traces)
     raise AssertionError("unreachable: tenacity returns or raises")
+
+
+async def _store(engine: Engine, traces: list, give_up_s: float) -> tuple[int, list[DeadLetter]]:
+    """The batch written (new rows), and dead letters for the traces the database refused.
+    Raises when the database stays unavailable: the batch goes back to Kafka."""
+    try:
+        return await _write_when_available(engine, traces, give_up_s), []
+    except Exception as error:
+        if database_unavailable(error):
+            raise
+        # A trace the database cannot hold: the others are stored, it is dead-lettered.
+        return await asyncio.to_thread(write_each, engine, traces)
 
 
 async def _raw_values(message) -> list[Any]:
@@ -100,14 +110,7 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
         records = [RawRecord(r.topic, r.partition, r.offset, r.value) for r in message.raw_message]
         # CPU work (validation, redaction: about 70 us a trace) off the event loop.
         traces, dead = await asyncio.to_thread(parse_and_redact, records, redactor)
-        refused: list[DeadLetter] = []
-        try:
-            stored = await _write_when_available(engine, traces, settings.database_retry_s)
-        except Exception as error:
-            if _unavailable(error):
-                raise  # the batch goes back to Kafka
-            # A trace the database cannot hold: the others are stored, it is dead-lettered.
-            stored, refused = await asyncio.to_thread(write_each, engine, traces)
+        stored, refused = await _store(engine, traces, settings.database_retry_s)
         for letter in dead + refused:
             await dead_letters.publish(letter.model_dump(mode="json"), key=letter.key())
             EVENTS_PUBLISHED.labels("trace-collector", DeadLetter.topic).inc()

@@ -187,6 +187,13 @@ def write_traces(engine: Engine, traces: Sequence[AnyTrace]) -> int:
         return connection.exec_driver_sql(sql, rows).rowcount
 
 
+def database_unavailable(error: BaseException) -> bool:
+    """The database did not answer (down, restarting, locked): worth waiting for."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+
+
 def write_each(engine: Engine, traces: Sequence[AnyTrace]) -> tuple[int, list[DeadLetter]]:
     """`write_traces` one trace at a time, for a batch the database refused: the traces
     it takes are stored, and each it refuses (a valid event it cannot hold: a number
@@ -199,10 +206,8 @@ def write_each(engine: Engine, traces: Sequence[AnyTrace]) -> tuple[int, list[De
         try:
             stored += write_traces(engine, [trace])
         except (DBAPIError, StatementError, ValueError, OverflowError) as error:
-            if isinstance(error, OperationalError | InterfaceError) or (
-                isinstance(error, DBAPIError) and error.connection_invalidated
-            ):
-                raise  # unavailable, not refused
+            if database_unavailable(error):
+                raise  # not refused: unavailable
             reason = str(getattr(error, "orig", None) or error).splitlines()[0]
             dead.append(
                 DeadLetter(
