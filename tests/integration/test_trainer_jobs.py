@@ -300,3 +300,6 @@ def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(s
             client.infer(job.model, [bad], client_timeout=60)
     finally:
         client.unload_model(job.model, client_timeout=120)
+        # The python backend's stub takes a while to exit; Triton (strict readiness) is not
+        # ready until it has, and the stack is shared with later tests.
+        wait_for(client.is_server_ready, 180, "Triton to finish unloading the intern")
