@@ -164,3 +164,20 @@ def test_sgd_traces_are_stored_alike_by_both_paths():
         assert comparable(trace_row(redactor.redact_trace(fast))) == comparable(
             trace_row(redactor.redact_trace(slow))
         )
+
+
+def test_the_structs_have_the_models_fields_in_their_order():
+    from interns.common import events
+    from interns.trace_collector import wire
+
+    pairs = [
+        (events.TraceRecorded, wire.TraceWire),
+        (events.TraceRequest, wire.RequestWire),
+        (events.TraceResponse, wire.ResponseWire),
+        (events.MessageRecord, wire.MessageWire),
+        (events.ToolCallRecord, wire.ToolCallWire),
+        (events.FunctionCallRecord, wire.FunctionCallWire),
+        (events.RouteRecord, wire.RouteWire),
+    ]
+    for model, struct in pairs:
+        assert list(model.model_fields) == list(struct.__struct_fields__), model
