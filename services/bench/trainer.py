@@ -1,0 +1,221 @@
+"""`make bench-trainer`: interns for the most frequent SGD tasks, trained and measured here.
+
+The SGD workload is stored as traces (a SQLite file, written by the collector's code),
+mined into tasks by the miner's code, and for the `--tasks` largest tasks: examples loaded
+and split by session (the trainer's code), the intern fine-tuned from the default catalog's
+CPU base, scored on the held-out traces (exact tool-call match with and without date
+arguments, per-argument accuracy), exported into a Triton model repository and served by
+the real Triton server, where its latency per call is measured one call at a time.
+Writes `bench-results/trainer.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interns.bench.miner import store_traces
+from interns.common.db import Task, make_engine, upgrade_database
+from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, decode_response, encode_request
+from interns.expert.replay import load_workload
+from interns.miner.mining import MiningState, mine_new_traces, upsert_tasks
+from interns.stack.components import prepare_triton_backends, triton_env, triton_home
+from interns.trainer.catalog import DEFAULT_CATALOG
+from interns.trainer.evaluation import evaluate
+from interns.trainer.examples import load_examples, split_by_session
+from interns.trainer.export import export_version, model_name
+from interns.trainer.runtime import InternRuntime
+from interns.trainer.settings import TrainerSettings
+from interns.trainer.training import Progress, TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_WORKLOAD = REPO.parent / "shared" / "workloads" / "sgd" / "sgd_service_calls_dev.jsonl"
+console = Console()
+
+
+def mine_top_tasks(engine: Any, count: int) -> list[Task]:
+    """The `count` largest active tasks the miner finds in the stored traces."""
+    from sqlmodel import Session, select
+
+    state = MiningState()
+    mine_new_traces(engine, state)
+    upsert_tasks(engine, state)
+    with Session(engine) as session:
+        tasks = session.exec(select(Task).where(Task.status == "active")).all()
+    return sorted(tasks, key=lambda task: -task.size)[:count]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TritonServer:
+    """A Triton server on free ports over `repository`, models loaded explicitly."""
+
+    def __init__(self, repository: Path, state: Path):
+        self.grpc_port, self.http_port, self.metrics_port = (_free_port() for _ in range(3))
+        backends = prepare_triton_backends(state)
+        self.log = (state / "triton.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                str(triton_home() / "bin" / "tritonserver"),
+                f"--model-repository={repository}",
+                f"--backend-directory={backends}",
+                "--model-control-mode=explicit",
+                f"--grpc-port={self.grpc_port}",
+                f"--http-port={self.http_port}",
+                f"--metrics-port={self.metrics_port}",
+            ],
+            env={**os.environ, **triton_env(str(Path(sys.executable).parent))},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        import tritonclient.grpc as grpcclient
+
+        self.client = grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if self.client.is_server_live():
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.5)
+        raise RuntimeError(f"Triton did not start; see {state / 'triton.log'}")
+
+    def latencies_ms(self, model: str, requests: list[dict]) -> list[float]:
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+
+        self.client.load_model(model, client_timeout=600)
+        timings = []
+        for body in requests:
+            row = grpcclient.InferInput(INPUT_NAME, [1, 1], "BYTES")
+            row.set_data_from_numpy(np.array([[encode_request(body)]], dtype=np.object_))
+            began = time.perf_counter()
+            result = self.client.infer(model, [row], client_timeout=120)
+            timings.append((time.perf_counter() - began) * 1000)
+            decode_response(result.as_numpy(OUTPUT_NAME)[0][0])
+        self.client.unload_model(model)
+        return timings
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def main(
+    out: Path = typer.Option(Path("bench-results/trainer.json"), help="Where the figures go"),
+    workload: Path = typer.Option(DEFAULT_WORKLOAD, help="SGD workload file"),
+    tasks: int = typer.Option(3, help="How many of the largest tasks"),
+    max_steps: int | None = typer.Option(None, help="Cap on training steps (smoke runs)"),
+    latency_calls: int = typer.Option(20, help="Calls per intern timed on Triton"),
+    workdir: Path | None = typer.Option(None, help="Keep the run's files here"),
+) -> None:
+    """Trains interns for the largest SGD tasks and prints their quality and latency."""
+    root = workdir or Path(tempfile.mkdtemp(prefix="bench-trainer-"))
+    root.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{root / 'traces.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    records = list(load_workload(workload))
+    store_traces(engine, records, len(records), 0, seed=0)
+    top = mine_top_tasks(engine, tasks)
+    console.print(f"{len(records)} traces stored; largest tasks: {[t.label for t in top]}")
+    settings = TrainerSettings()
+    spec = next(s for s in DEFAULT_CATALOG if s.device == "cpu" and s.method == "lora")
+    config = TrainConfig(**{**settings.training.model_dump(), "max_steps": max_steps})
+    repository = root / "model-repository"
+    results, trained = [], []
+    for task in top:
+        examples = load_examples(engine, task.task_id, limit=settings.max_examples)
+        train_set, eval_set = split_by_session(examples, settings.eval_share, config.seed)
+        console.print(
+            f"[bold]{task.task_id}[/] {task.label}: {len(train_set)} train, {len(eval_set)} eval"
+        )
+
+        def report(progress: Progress) -> None:
+            if progress.step % 5 == 0 or progress.step == progress.total_steps:
+                console.print(
+                    f"  step {progress.step}/{progress.total_steps} loss {progress.loss:.3f}"
+                    f" eta {progress.eta_seconds or 0:.0f}s"
+                )
+
+        began = time.perf_counter()
+        model_dir = train(spec, train_set, config, root / task.task_id, on_progress=report)
+        train_seconds = time.perf_counter() - began
+        scored = evaluate(InternRuntime.load(model_dir), eval_set, task.output_kind)
+        console.print(f"  scores {scored.scores}")
+        exported = export_version(model_dir, repository, model_name(task.task_id), 1)
+        trained.append((exported.model, [e.request for e in eval_set[:latency_calls]]))
+        results.append(
+            {
+                "task": task.task_id,
+                "label": task.label,
+                "train_examples": len(train_set),
+                "eval_examples": scored.n,
+                "exact_match": round(scored.scores.get("exact_match", 0.0), 4),
+                "exact_match_without_dates": round(
+                    scored.scores.get("exact_match_without_dates", 0.0), 4
+                ),
+                "argument_accuracy": round(scored.scores.get("argument_accuracy", 0.0), 4),
+                "name_accuracy": round(scored.scores.get("name_accuracy", 0.0), 4),
+                "train_seconds": round(train_seconds, 1),
+                "in_process_latency_ms_p50": round(scored.latency_ms_p50, 1),
+            }
+        )
+    server = TritonServer(repository, root)
+    try:
+        for result, (model, requests) in zip(results, trained, strict=True):
+            timings = server.latencies_ms(model, requests)
+            result["latency_ms_p50"] = round(statistics.median(timings), 1)
+    finally:
+        server.stop()
+    summary = {
+        "base_model": spec.name,
+        "train_config": {k: v for k, v in config.__dict__.items()},
+        "load_average": os.getloadavg()[0],
+        "tasks": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    table = Table(title=f"Interns on {spec.name} (SGD, held-out traces)")
+    for column in ("task", "exact", "exact w/o dates", "args", "train s", "Triton p50 ms"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r["label"][:40],
+            f"{r['exact_match']:.3f}",
+            f"{r['exact_match_without_dates']:.3f}",
+            f"{r['argument_accuracy']:.3f}",
+            f"{r['train_seconds']:.0f}",
+            f"{r['latency_ms_p50']:.0f}",
+        )
+    console.print(table)
+    console.print(f"written {out}")
+    if workdir is None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)
