@@ -1,27 +1,26 @@
 """Control-plane logic: read tasks, models, rollouts and jobs; change a task's route;
 start and cancel training jobs; manage the API keys of tenants.
 
-Every route change is written to `rollouts` (current state) and `route_changes` (the
+Every route change goes through `interns.common.routes` (shared with the deploy controller):
+it is written to `rollouts` (current state) and `route_changes` (the
 audit trail) in one transaction, then published as a `RolloutChanged` event, which the
 routers apply live. API keys are written to `api_keys`, which the gateways read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from interns.common import api_keys
-from interns.common.db import ApiKey, ModelVersion, Rollout, RouteChange, Task, TrainingJob
-from interns.common.events import RolloutChanged
+from interns.common.db import ApiKey, ModelVersion, Rollout, Task, TrainingJob
+from interns.common.routes import MODES, Publish, RouteChanger, RouteError
 from interns.trainer.controller import JobError, TrainingController
 
-Publish = Callable[[RolloutChanged], Awaitable[None]]
-MODES = ("shadow", "canary", "full")
+__all__ = ["MODES", "ControlError", "ControlPlane", "Publish"]
 
 
 class ControlError(Exception):
@@ -41,6 +40,14 @@ def _key_errors() -> Iterator[None]:
 
 
 @contextmanager
+def _route_errors() -> Iterator[None]:
+    try:
+        yield
+    except RouteError as error:
+        raise ControlError(error.kind, str(error)) from None
+
+
+@contextmanager
 def _job_errors() -> Iterator[None]:
     try:
         yield
@@ -53,6 +60,7 @@ class ControlPlane:
         self._engine = engine
         self._publish = publish
         self._jobs = jobs
+        self._routes = RouteChanger(engine, publish)
 
     # --- reads ----------------------------------------------------------------------
 
@@ -125,121 +133,19 @@ class ControlPlane:
         with _key_errors():
             return api_keys.revoke_key(self._engine, key_id.strip())
 
-    # --- changes --------------------------------------------------------------------
+    # --- changes (`interns.common.routes`, shared with the deploy controller) -------
 
     async def promote(
         self, task_id: str, model: str, version: int, mode: str, share: float, by: str, reason: str
     ) -> Rollout:
-        if mode not in MODES:
-            raise ControlError("invalid", f"mode: must be one of {', '.join(MODES)}")
-        if mode == "canary" and not 0 < share <= 1:
-            raise ControlError("invalid", "canary_share: must be above 0 and at most 1")
-        with Session(self._engine) as session:
-            if session.get(ModelVersion, (model, version)) is None:
-                raise ControlError("not_found", f"no model {model!r} version {version}")
-            current = session.get(Rollout, task_id)
-        if current is not None and current.pinned:
-            raise ControlError("conflict", f"task {task_id!r} is pinned to the expert; unpin it")
-        return await self._change(
-            task_id,
-            target=model,
-            version=version,
-            mode=mode,
-            share=share if mode == "canary" else 0.0,
-            pinned=False,
-            by=by,
-            reason=reason,
-        )
+        with _route_errors():
+            return await self._routes.promote(task_id, model, version, mode, share, by, reason)
 
     async def rollback(self, task_id: str, by: str, reason: str) -> Rollout:
         """Returns the task to the route it had before its last change (the expert if none)."""
-        with Session(self._engine) as session:
-            history = list(
-                session.exec(
-                    select(RouteChange)
-                    .where(RouteChange.task_id == task_id)
-                    .order_by(col(RouteChange.id).desc())
-                    .limit(2)
-                )
-            )
-        if not history:
-            raise ControlError("not_found", f"task {task_id!r} has no route to roll back")
-        previous = (
-            history[1]
-            if len(history) == 2
-            else RouteChange(task_id=task_id, target="expert", model_version=0, mode="off")
-        )
-        return await self._change(
-            task_id,
-            target=previous.target,
-            version=previous.model_version,
-            mode=previous.mode,
-            share=previous.canary_share,
-            pinned=previous.pinned,
-            by=by,
-            reason=reason,
-        )
+        with _route_errors():
+            return await self._routes.rollback(task_id, by, reason)
 
     async def pin(self, task_id: str, pinned: bool, by: str, reason: str) -> Rollout:
-        return await self._change(
-            task_id,
-            target="expert",
-            version=0,
-            mode="off",
-            share=0.0,
-            pinned=pinned,
-            by=by,
-            reason=reason,
-        )
-
-    async def _change(
-        self,
-        task_id: str,
-        *,
-        target: str,
-        version: int,
-        mode: str,
-        share: float,
-        pinned: bool,
-        by: str,
-        reason: str,
-    ) -> Rollout:
-        now = datetime.now(UTC)
-        with Session(self._engine) as session:
-            rollout = session.get(Rollout, task_id) or Rollout(task_id=task_id)
-            task = session.get(Task, task_id)
-            rollout.signature = task.signature if task else rollout.signature
-            rollout.target, rollout.model_version, rollout.mode = target, version, mode
-            rollout.canary_share, rollout.pinned = share, pinned
-            rollout.changed_by, rollout.reason, rollout.updated_at = by, reason, now
-            session.add(rollout)
-            session.add(
-                RouteChange(
-                    task_id=task_id,
-                    target=target,
-                    model_version=version,
-                    mode=mode,
-                    canary_share=share,
-                    pinned=pinned,
-                    changed_by=by,
-                    reason=reason,
-                    changed_at=now,
-                )
-            )
-            session.commit()
-            session.refresh(rollout)
-        await self._publish(
-            RolloutChanged(
-                task_id=task_id,
-                signature=rollout.signature,
-                target=target,
-                model_version=version,
-                mode=mode,
-                canary_share=share,
-                pinned=pinned,
-                changed_by=by,
-                reason=reason,
-                occurred_at=now,
-            )
-        )
-        return rollout
+        with _route_errors():
+            return await self._routes.pin(task_id, pinned, by, reason)
