@@ -408,9 +408,11 @@ def mine_new_traces(engine: Engine, state: MiningState) -> set[str]:
 
 def restore_tasks(engine: Engine, state: MiningState) -> None:
     """Load the tasks table into a fresh state (before its first pass): split signatures
-    keep their matcher, so a restarted miner puts every trace in the task it was in."""
+    keep their matcher, so a restarted miner puts every trace in the task it was in, and
+    no signature is re-decided (nor embedded) before its traffic doubles again."""
     with Session(engine) as session:
         rows = session.exec(select(Task)).scalars().all()
+    sub_sizes: Counter[str] = Counter()
     for row in rows:
         state.tasks[row.task_id] = TaskStats(
             row.task_id,
@@ -421,13 +423,18 @@ def restore_tasks(engine: Engine, state: MiningState) -> None:
             row.status or ACTIVE,
             list(row.related_task_ids or []),
         )
+        if row.parent_task_id:
+            sub_sizes[row.parent_task_id] += row.size
     for row in rows:
-        if row.matcher and not row.parent_task_id:
-            sub_sizes = sum(r.size for r in rows if r.parent_task_id == row.task_id)
-            group = SignatureGroup(row.signature, row.task_id)
+        if row.parent_task_id or not row.signature:
+            continue
+        group = SignatureGroup(row.signature, row.task_id)
+        if row.matcher:
             group.matcher = TaskMatcher.from_dict(row.matcher)
-            group.decided_size = max(sub_sizes, 1)
-            state.groups[row.signature] = group
+            group.decided_size = max(sub_sizes[row.task_id], 1)
+        elif row.size >= MIN_DECIDE_SIZE:  # decided to be one task at the last pass
+            group.decided_size = row.size
+        state.groups[row.signature] = group
 
 
 def _matcher_agreement(group: SignatureGroup | None) -> float:
