@@ -323,3 +323,30 @@ def test_a_restarted_miner_keeps_the_split_and_its_ids(engine):
     assert {t: s.size for t, s in restarted.tasks.items()} == {
         t: s.size for t, s in first.tasks.items()
     }
+
+
+def test_the_router_puts_each_call_in_the_sub_task_the_miner_counted_it_in():
+    from interns.common.events import RolloutChanged
+    from interns.router.routing import RoutingTable
+
+    state = MiningState(embed=CountingEmbed(), sample_size=40)
+    _mine(state, _flight_traffic(0, 100))
+    changes = state.take_changes()
+    table = RoutingTable()
+    for event in task_events(state, set(state.tasks), set(state.tasks), changes):
+        table.apply_task(event)
+        table.apply(
+            RolloutChanged(
+                task_id=event.task_id,
+                signature=event.signature,
+                target=f"intern-{event.task_id}",
+                mode="full",
+                changed_by="controller",
+            )
+        )
+
+    calls = [request for request, _ in _flight_traffic(1000, 40)]
+    routed = [table.decide(request_signature(r), "acme", "s", "big", request=r) for r in calls]
+    assert [d.task_id for d in routed] == [state.task_of(r) for r in calls]
+    assert len({d.task_id for d in routed}) == 2
+    assert all(d.target == "intern" and d.model == f"intern-{d.task_id}" for d in routed)
