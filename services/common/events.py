@@ -219,7 +219,9 @@ class RolloutChanged(Event):
 
 
 class ShadowCompared(Event):
-    """The expert and an intern answered the same call; how far they agree."""
+    """The expert and an intern answered the same call; how far they agree. In shadow mode
+    the expert served and the intern ran beside it; a sampled check (`kind` "check") asks
+    the expert about a call the intern served (canary or full)."""
 
     topic: ClassVar[str] = "interns.shadow.v1"
     key_field: ClassVar[str] = "task_id"
@@ -233,6 +235,12 @@ class ShadowCompared(Event):
     expert_answer: str
     intern_answer: str
     intern_latency_ms: float = 0.0
+    kind: Literal["shadow", "check"] = Field(
+        "shadow", description="shadow: the expert served; check: the intern served, sampled"
+    )
+    fallback: bool = Field(
+        False, description="The intern gave no usable answer (the expert served instead)"
+    )
 
 
 # --- dead letter ------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Consumes: `interns.rollouts.v1` (the routing table) and `interns.tasks.v1` (the matchers
 of split signatures), each read whole by every replica.
 Serves: `RouterService` over gRPC (ROUTER_PORT), health and metrics (ROUTER_OPS_PORT).
-Produces: `interns.shadow.v1` (expert and intern answers compared, in shadow mode).
+Produces: `interns.shadow.v1` (expert and intern answers compared: in shadow mode, and for
+a sampled share of intern-served calls, ROUTER_CHECK_SHARE).
 Calls: the expert (EXPERT_BASE_URL); interns on Triton (TRITON_GRPC_ADDR), falling back
 to the expert when an intern fails, is slow or gives an answer that fails its checks.
 """
@@ -64,6 +65,7 @@ async def main() -> None:
         intern_timeout_s=settings.intern_timeout_s,
         prices=settings.expert_prices,
         shadow_concurrency=settings.shadow_concurrency,
+        check_share=settings.check_share,
     )
     router = Router(table, expert, config, interns, publish_shadow)
     grpc_server = GrpcServer(

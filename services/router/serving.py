@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +42,9 @@ class RouterConfig:
     intern_timeout_s: float = 2.0
     prices: dict[str, Price] = field(default_factory=dict)
     shadow_concurrency: int = 16
+    # The share of intern-served calls (canary or full) the expert also answers, off the
+    # critical path, to measure live agreement; 0 turns the checks off.
+    check_share: float = 0.0
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Router:
         self._shadow_slots = asyncio.Semaphore(config.shadow_concurrency)
         self._background: set[asyncio.Task] = set()
         self._counters: dict[tuple[str, str], Any] = {}
+        self._sample = random.random
 
     def _route(self, chat: chat_pb2.ChatCompletionInput, metadata) -> Routed:
         body = input_to_openai(chat, self._config.expert_model)
@@ -155,11 +160,14 @@ class Router:
     ) -> tuple[chat_pb2.ChatCompletionOutput, chat_pb2.RouteDecision]:
         routed = self._route(chat, metadata)
         decision = routed.decision
+        checked = self._checked(decision)
         if decision.target == "intern":
             started = time.monotonic()
             message, decision = await self._try_intern(routed, deadline_s)
             if message is not None:
                 self._count(decision)
+                if checked:
+                    self._check(routed, trace_id, message, time.monotonic() - started)
                 return intern_output(decision, message), self._route_message(decision)
             if deadline_s:
                 deadline_s = max(deadline_s - (time.monotonic() - started), 0.001)
@@ -171,6 +179,8 @@ class Router:
         output = output_from_openai(answer)
         if decision.shadow_model:
             self._shadow(routed, trace_id, answer)
+        elif checked:
+            self._fell_back(routed, trace_id, answer, decision.reason)
         decision = replace(decision, model=output.model or decision.model)
         return output, self._route_message(decision, self._cost(output.model, output.usage))
 
@@ -184,10 +194,14 @@ class Router:
     ) -> AsyncIterator[router_pb2.StreamRouteChatCompletionResponse]:
         routed = self._route(chat, metadata)
         decision = routed.decision
+        checked = self._checked(decision)
         if decision.target == "intern":
+            started = time.monotonic()
             message, decision = await self._try_intern(routed, deadline_s)
             if message is not None:
                 self._count(decision)
+                if checked:
+                    self._check(routed, trace_id, message, time.monotonic() - started)
                 output = intern_output(decision, message)
                 for delta in whole_answer_deltas(output):
                     yield router_pb2.StreamRouteChatCompletionResponse(
@@ -222,6 +236,8 @@ class Router:
             await context.abort(error.code, str(error))
         if decision.shadow_model:
             self._shadow(routed, trace_id, assembler.message())
+        elif checked:
+            self._fell_back(routed, trace_id, assembler.message(), decision.reason)
 
     # --- shadow -----------------------------------------------------------------------
 
@@ -231,9 +247,7 @@ class Router:
         if self._interns is None or self._shadow_slots.locked():
             ROUTED_CALLS.labels("router", "shadow", "skipped").inc()
             return
-        task = asyncio.create_task(self._run_shadow(routed, trace_id, expert_answer))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self._run_shadow(routed, trace_id, expert_answer))
 
     async def _run_shadow(
         self, routed: Routed, trace_id: str, expert_answer: dict[str, Any]
@@ -253,8 +267,29 @@ class Router:
             except InternFailed as failure:
                 intern_message = {"error": str(failure)}
             latency_ms = (time.perf_counter() - started) * 1000
-        agree, score = compare_answers(expert_message, intern_message)
-        ROUTED_CALLS.labels("router", "shadow", "agree" if agree else "disagree").inc()
+        await self._compared(
+            "shadow",
+            trace_id,
+            replace(decision, model=decision.shadow_model, model_version=decision.shadow_version),
+            expert_message,
+            intern_message,
+            latency_ms,
+        )
+
+    async def _compared(
+        self,
+        kind: str,
+        trace_id: str,
+        decision: Decision,
+        expert_message: dict[str, Any],
+        intern_message: dict[str, Any],
+        latency_ms: float,
+    ) -> None:
+        """Compares the two answers, counts the outcome and publishes it (never raises)."""
+        fallback = "error" in intern_message
+        agree, score = (False, 0.0) if fallback else compare_answers(expert_message, intern_message)
+        outcome = "fallback" if fallback else "agree" if agree else "disagree"
+        ROUTED_CALLS.labels("router", kind, outcome).inc()
         if self._publish_shadow is None:
             return
         try:
@@ -262,17 +297,76 @@ class Router:
                 ShadowCompared(
                     trace_id=trace_id,
                     task_id=decision.task_id,
-                    model=decision.shadow_model,
-                    model_version=decision.shadow_version,
+                    model=decision.model,
+                    model_version=decision.model_version,
                     agree=agree,
                     score=score,
                     expert_answer=json.dumps(expert_message, sort_keys=True),
                     intern_answer=json.dumps(intern_message, sort_keys=True),
                     intern_latency_ms=latency_ms,
+                    kind=kind,
+                    fallback=fallback,
                 )
             )
         except Exception:
-            log.exception("shadow comparison not published")
+            log.exception("comparison not published", kind=kind)
+
+    # --- sampled checks of intern-served calls ----------------------------------------
+
+    def _checked(self, decision: Decision) -> bool:
+        """Whether this intern-routed call is one of the sampled checks; decided before the
+        intern answers, so that the sample counts its fallbacks fairly."""
+        share = self._config.check_share
+        return decision.target == "intern" and share > 0 and self._sample() < share
+
+    def _in_background(self, work) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _check(
+        self, routed: Routed, trace_id: str, intern_message: dict[str, Any], elapsed_s: float
+    ) -> None:
+        """Asks the expert the call the intern served, off the critical path, and publishes
+        the comparison; skipped (and counted) when too many are in flight."""
+        if self._shadow_slots.locked():
+            ROUTED_CALLS.labels("router", "check", "skipped").inc()
+            return
+        self._in_background(self._run_check(routed, trace_id, intern_message, elapsed_s * 1000))
+
+    async def _run_check(
+        self, routed: Routed, trace_id: str, intern_message: dict[str, Any], latency_ms: float
+    ) -> None:
+        async with self._shadow_slots:
+            try:
+                answer = await self._expert.complete(routed.body, None)
+            except ExpertError as error:
+                log.warning("sampled check: the expert did not answer", error=str(error))
+                ROUTED_CALLS.labels("router", "check", "skipped").inc()
+                return
+        await self._compared(
+            "check",
+            trace_id,
+            routed.decision,
+            expert_message_of(answer),
+            intern_message,
+            latency_ms,
+        )
+
+    def _fell_back(
+        self, routed: Routed, trace_id: str, expert_answer: dict[str, Any], why: str
+    ) -> None:
+        """A sampled intern call fell back to the expert: published as a failed check."""
+        self._in_background(
+            self._compared(
+                "check",
+                trace_id,
+                routed.decision,
+                expert_message_of(expert_answer),
+                {"error": why},
+                0.0,
+            )
+        )
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Waits for shadow calls in flight (at shutdown)."""

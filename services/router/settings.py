@@ -35,3 +35,10 @@ class RouterSettings(ServiceSettings):
     )
     breaker_open_s: float = Field(30.0, description="How long a tripped model is left alone")
     shadow_concurrency: int = Field(16, description="Shadow calls in flight at most")
+    check_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of intern-served calls the expert also answers (sampled checks"
+        " of live agreement, published to interns.shadow.v1); 0: none",
+    )
