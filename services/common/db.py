@@ -223,6 +223,19 @@ class ApiKey(SQLModel, table=True):
     created_by: str = Field(default="", max_length=128)
 
 
+class Lease(SQLModel, table=True):
+    """A lease held by one replica of a service that must act alone (the deploy
+    controller): the holder renews it before `expires_at` (epoch seconds, UTC); once it
+    lapses, another replica may take it."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: float = 0.0
+    acquired_at: float = 0.0
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine for `database_url`; SQLite gets WAL and a busy timeout so that several
     processes can share the file, and its folder is created."""

@@ -27,6 +27,26 @@ instance_group [{{ kind: KIND_CPU, count: {instances} }}]
 """
 
 
+def config_json(
+    name: str, versions: list[int], max_batch_size: int = 8, instances: int = 1
+) -> str:
+    """The same config as JSON, serving exactly `versions` (Triton's `specific` version
+    policy): what a deploy controller passes to Triton's load call, so that an old version
+    stays loaded beside a new one until it is drained."""
+    return json.dumps(
+        {
+            "name": name,
+            "backend": "python",
+            "max_batch_size": max_batch_size,
+            "input": [{"name": INPUT_NAME, "data_type": "TYPE_STRING", "dims": [1]}],
+            "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_STRING", "dims": [1]}],
+            "dynamic_batching": {"max_queue_delay_microseconds": 2000},
+            "instance_group": [{"kind": "KIND_CPU", "count": instances}],
+            "version_policy": {"specific": {"versions": versions}},
+        }
+    )
+
+
 def encode_request(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 

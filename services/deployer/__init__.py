@@ -1,0 +1,1 @@
+"""The deploy controller: model versions into rollouts, gated by live agreement."""
