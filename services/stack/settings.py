@@ -30,6 +30,7 @@ class StackSettings(BaseSettings):
     trainer_ops_port: int = 19103
     collector_ops_port: int = 19104
     miner_ops_port: int = 19105
+    deployer_ops_port: int = 19106
     start_timeout_s: float = Field(120.0, description="Longest wait for the stack to be healthy")
     database_url: str = shared(
         "DATABASE_URL", "", "SQLAlchemy URL; the SQLite file in the state folder when empty"
