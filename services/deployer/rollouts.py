@@ -238,6 +238,10 @@ class Deployer:
     async def _enter(self, deployment: Deployment, step: int, why: str) -> None:
         stage = deployment.stages[step]
         reason = f"{deployment.model} v{deployment.version} to {stage}: {why}"
+        # The stage starts before the route event goes out: a look at the rollouts while
+        # it is published must see the new stage's empty tally and fresh clock.
+        deployment.step, deployment.tally = step, Tally()
+        deployment.started, deployment.started_at = self._clock(), datetime.now(UTC)
         try:
             await self._routes.promote(
                 deployment.task_id,
@@ -254,8 +258,6 @@ class Deployer:
             self.deployments.pop(deployment.task_id, None)
             self._retire(deployment.model, deployment.version)
             return
-        deployment.step, deployment.tally = step, Tally()
-        deployment.started, deployment.started_at = self._clock(), datetime.now(UTC)
         log.info("rollout step", task_id=deployment.task_id, reason=reason)
         if stage.mode == "full":
             self._status(deployment.model, deployment.version, "serving")
