@@ -32,6 +32,7 @@ from interns.common.db import Task, make_engine, upgrade_database
 from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, decode_response, encode_request
 from interns.expert.replay import load_workload
 from interns.miner.mining import MiningState, mine_new_traces, upsert_tasks
+from interns.miner.subclusters import minilm_embedder
 from interns.stack.components import prepare_triton_backends, triton_env, triton_home
 from interns.trainer.catalog import DEFAULT_CATALOG
 from interns.trainer.evaluation import evaluate
@@ -47,10 +48,11 @@ console = Console()
 
 
 def mine_top_tasks(engine: Any, count: int) -> list[Task]:
-    """The `count` largest active tasks the miner finds in the stored traces."""
+    """The `count` largest active tasks the miner finds in the stored traces (signatures
+    split into sub-tasks where they hold several, as the miner service does)."""
     from sqlmodel import Session, select
 
-    state = MiningState()
+    state = MiningState(embed=minilm_embedder())
     mine_new_traces(engine, state)
     upsert_tasks(engine, state)
     with Session(engine) as session:
@@ -130,6 +132,7 @@ def main(
     tasks: int = typer.Option(3, help="How many of the largest tasks"),
     max_steps: int | None = typer.Option(None, help="Cap on training steps (smoke runs)"),
     latency_calls: int = typer.Option(20, help="Calls per intern timed on Triton"),
+    max_eval: int | None = typer.Option(None, help="Cap on held-out examples (smoke runs)"),
     workdir: Path | None = typer.Option(None, help="Keep the run's files here"),
 ) -> None:
     """Trains interns for the largest SGD tasks and prints their quality and latency."""
@@ -150,6 +153,7 @@ def main(
     for task in top:
         examples = load_examples(engine, task.task_id, limit=settings.max_examples)
         train_set, eval_set = split_by_session(examples, settings.eval_share, config.seed)
+        eval_set = eval_set[:max_eval] if max_eval else eval_set
         console.print(
             f"[bold]{task.task_id}[/] {task.label}: {len(train_set)} train, {len(eval_set)} eval"
         )

@@ -122,18 +122,35 @@ def parse_answer(text: str, request: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": text}
 
 
+def prompt_budget(max_length: int, answer_tokens: int) -> int:
+    """Prompt tokens left when an example holds at most `max_length` tokens: the same in
+    training and serving, so the model sees at serve time what it was trained on."""
+    return max_length - answer_tokens - 1
+
+
+def _shorter(messages: list[dict[str, str]]) -> list[dict[str, str]] | None:
+    """The messages without their oldest assistant turn (the agent's questions say less
+    than the user's answers), else without their oldest turn; None when only the system
+    line and the last turn are left."""
+    if len(messages) <= 2:
+        return None
+    for index, message in enumerate(messages[1:-1], start=1):
+        if message["role"] == "assistant":
+            return messages[:index] + messages[index + 1 :]
+    return [messages[0], *messages[2:]]
+
+
 def encode(tokenizer: Any, request: dict[str, Any], max_prompt_tokens: int) -> list[int]:
-    """The prompt's token ids, oldest turns dropped until it fits `max_prompt_tokens`.
+    """The prompt's token ids, turns dropped (see `_shorter`) until it fits.
 
     The system line (the tools) and the last turn are always kept; when even they do not
     fit, the prompt keeps its last `max_prompt_tokens` tokens.
     """
-    messages = prompt_messages(request)
+    messages: list[dict[str, str]] | None = prompt_messages(request)
     while True:
         ids = tokenizer.apply_chat_template(
             messages, tokenize=True, add_generation_prompt=True, return_dict=False
         )
-        if len(ids) <= max_prompt_tokens or len(messages) <= 2:
-            break
-        messages = [messages[0], *messages[2:]]
-    return list(ids[-max_prompt_tokens:])
+        if len(ids) <= max_prompt_tokens or (shorter := _shorter(messages)) is None:
+            return list(ids[-max_prompt_tokens:])
+        messages = shorter

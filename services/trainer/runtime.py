@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from interns.trainer.models import BaseModelSpec, load_base
-from interns.trainer.prompting import encode, parse_answer
+from interns.trainer.prompting import encode, parse_answer, prompt_budget
 from interns.trainer.training import INTERN_FILE
 
 
@@ -47,7 +47,7 @@ class InternRuntime:
         """The raw answer text for each request (greedy decoding, batched)."""
         import torch
 
-        budget = self.max_length - self.answer_tokens - 1
+        budget = prompt_budget(self.max_length, self.answer_tokens)
         prompts = [encode(self.tokenizer, request, budget) for request in requests]
         width = max(len(ids) for ids in prompts)
         pad = self.tokenizer.pad_token_id

@@ -19,7 +19,7 @@ from typing import Any
 
 from interns.trainer.examples import Example
 from interns.trainer.models import BaseModelSpec, load_base
-from interns.trainer.prompting import answer_text, encode
+from interns.trainer.prompting import answer_text, encode, prompt_budget
 
 INTERN_FILE = "intern.json"
 FORMAT_VERSION = 1
@@ -70,7 +70,9 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
     """input_ids and labels (the prompt masked), at most `config.max_length` tokens."""
     answer = tokenizer(answer_text(example.answer), add_special_tokens=False)["input_ids"]
     answer = answer[: config.answer_tokens] + [tokenizer.eos_token_id]
-    prompt = encode(tokenizer, example.request, config.max_length - len(answer))
+    prompt = encode(
+        tokenizer, example.request, prompt_budget(config.max_length, config.answer_tokens)
+    )
     return {
         "input_ids": prompt + answer,
         "labels": [IGNORED] * len(prompt) + answer,

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from interns.trainer.prompting import answer_text, parse_answer, prompt_messages, tool_line
+from interns.trainer.prompting import (
+    answer_text,
+    encode,
+    parse_answer,
+    prompt_messages,
+    tool_line,
+)
 from tests.conftest import WEATHER_TOOL
 
 ENUM_TOOL = {
@@ -70,3 +76,26 @@ def test_an_answer_that_is_not_a_call_comes_back_as_text(text):
         "role": "assistant",
         "content": text.strip(),
     }
+
+
+class WordTokenizer:
+    """One token per word of the rendered chat: enough to test the prompt budget."""
+
+    def apply_chat_template(self, messages, **kwargs):
+        text = " ".join(f"<{m['role']}> {m['content']}" for m in messages) + " <assistant>"
+        return text.split()
+
+
+def test_a_long_conversation_loses_the_agents_old_questions_first_then_old_turns():
+    request = weather_request(
+        "I need the weather for Paris", "Which day?", "Friday", "Anything else?", "No"
+    )
+    tokenizer = WordTokenizer()
+    full = encode(tokenizer, request, 1000)
+    assert "Which day?" in " ".join(full)
+    trimmed = " ".join(encode(tokenizer, request, len(full) - 3))
+    assert "Which day?" not in trimmed and "Paris" in trimmed and "Anything else?" in trimmed
+    tight = " ".join(encode(tokenizer, request, len(full) - 8))
+    assert "Anything else?" not in tight and "Paris" not in tight
+    assert "Friday" in tight and tight.endswith("No <assistant>")
+    assert len(encode(tokenizer, request, 5)) == 5
