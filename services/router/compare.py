@@ -3,28 +3,16 @@ arguments (a score per argument), text by equality."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-
-def _calls(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    calls = []
-    for call in message.get("tool_calls") or []:
-        function = (call or {}).get("function") or {}
-        raw = function.get("arguments") or "{}"
-        try:
-            arguments = json.loads(raw) if isinstance(raw, str) else raw
-        except json.JSONDecodeError:
-            arguments = {"<unparsable>": raw}
-        calls.append((function.get("name", ""), arguments if isinstance(arguments, dict) else {}))
-    return calls
+from interns.common.answers import tool_calls
 
 
 def compare_answers(expert: dict[str, Any], intern: dict[str, Any]) -> tuple[bool, float]:
     """(agree, score in [0, 1]). Agreement is exact; the score gives partial credit: the
     share of the expert's calls named right, weighted by the share of their arguments
     with the expert's value."""
-    expert_calls, intern_calls = _calls(expert), _calls(intern)
+    expert_calls, intern_calls = tool_calls(expert), tool_calls(intern)
     if not expert_calls and not intern_calls:
         same = (expert.get("content") or "").strip() == (intern.get("content") or "").strip()
         return same, 1.0 if same else 0.0

@@ -8,7 +8,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interns.trainer.evaluation import EvalReport
 from interns.trainer.pipeline import MlCore
+from interns.trainer.training import Progress
 
 
 class Cancelled(Exception):
@@ -66,7 +68,9 @@ class FakeCore:
         return model
 
     def evaluate(self, runtime, examples, output_kind):
-        return Report(len(examples), {"exact_match": self.score, "argument_accuracy": 1.0}, 12.5)
+        return EvalReport(
+            len(examples), {"exact_match": self.score, "argument_accuracy": 1.0}, 12.5
+        )
 
     def core(self) -> MlCore:
         return MlCore(
@@ -78,18 +82,3 @@ class FakeCore:
             train_config=dict,
             cancelled=Cancelled,
         )
-
-
-@dataclass
-class Progress:
-    step: int
-    total_steps: int
-    loss: float | None
-    eta_seconds: float | None
-
-
-@dataclass
-class Report:
-    n: int
-    scores: dict[str, float]
-    latency_ms_p50: float
