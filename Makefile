@@ -81,7 +81,7 @@ BENCH_ARGS ?=
 # The HTTP load generator (C, from Debian): Python clients top out below the servers measured.
 WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
 	apt-get update -qq && apt-get install -y -qq wrk; }
-.PHONY: bench-gateway bench-quick bench-pii bench-collector bench-miner bench-trainer
+.PHONY: bench-gateway bench-quick bench-pii bench-collector bench-miner bench-trainer bench-rollout
 
 bench: bench-gateway bench-pii bench-collector bench-miner bench-trainer ## Every benchmark (writes bench-results/*.json)
 
@@ -96,6 +96,9 @@ bench-miner: setup ## Miner: 100,000 traces mined (embeddings included), then 10
 
 bench-trainer: setup ## Interns for the 3 largest SGD tasks: train time, exact match, latency on Triton
 	$(PY) -m interns.bench.trainer --out bench-results/trainer.json $(BENCH_ARGS)
+
+bench-rollout: setup ## A version swapped in and one rolled back under >= 200 calls/s through the gateway, ~3 min
+	$(PY) -m interns.bench.rollout --out bench-results/rollout.json $(BENCH_ARGS)
 
 bench-gateway: setup ## Gateway+router overhead and top rate vs LiteLLM, ~5 min (extra: BENCH_ARGS)
 	@$(WRK)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import tempfile
@@ -221,13 +222,13 @@ async def steady_load(
     log: LoadLog,
 ) -> None:
     """Closed-loop calls through the gateway until `stop`; each call's route is logged.
-    Sessions vary, so that canary shares split the traffic."""
+    Calls go round `SESSIONS` sessions, so that canary shares split the traffic."""
     requests = [
         gateway_pb2.CreateChatCompletionRequest(
-            metadata=chat_pb2.RequestMetadata(agent_id="bench", session_id=f"s{n % 97}"),
-            input=input_from_openai(body),
+            metadata=chat_pb2.RequestMetadata(agent_id="bench", session_id=f"s{n}"),
+            input=input_from_openai(bodies[n % len(bodies)]),
         )
-        for n, body in enumerate(bodies)
+        for n in range(SESSIONS)
     ]
     metadata = (("authorization", f"Bearer {api_key}"),)
     channels = [grpc.aio.insecure_channel(target) for _ in range(4)]
@@ -347,8 +348,15 @@ DEPLOYER_ENV = {
     "DEPLOYER_WARMUP_REQUESTS": "3",
 }
 ROUTER_ENV = {"ROUTER_CHECK_SHARE": "0.2"}
+# The bench's tenant may call far above the measured rate.
+GATEWAY_ENV = {"GATEWAY_RATE_LIMIT_RPS": "100000", "GATEWAY_RATE_LIMIT_BURST": "100000"}
+SESSIONS = 997
 PARTS = ["kafka", "triton", "expert", "router", "gateway", "deployer"]
 MODEL, TASK = "intern-weather", "weather"
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
 async def scenario(settings: StackSettings, concurrency: int, good_calls: int) -> dict:
@@ -367,12 +375,14 @@ async def scenario(settings: StackSettings, concurrency: int, good_calls: int) -
     )
     try:
         await asyncio.sleep(5)  # steady state first
+        say(f"steady load: {log.rate(time.time() - 4, time.time()):.0f} calls/s")
         write_version(repository, MODEL, 1, planted_model())
         full = asyncio.create_task(wait_for_route(bootstrap, TASK, lambda c: c.mode == "full", 300))
         registered_1 = time.time()
         await publish(bootstrap, register(url, TASK, signature, MODEL, 1, 0.95))
         await full
         first_full_at = time.time()
+        say(f"version 1 at full after {first_full_at - registered_1:.1f} s")
         await asyncio.sleep(3)
         # The second version: right at first (passes shadow and the canaries), then wrong.
         write_version(repository, MODEL, 2, planted_model(good_calls))
@@ -382,6 +392,7 @@ async def scenario(settings: StackSettings, concurrency: int, good_calls: int) -
         registered_2 = time.time()
         await publish(bootstrap, register(url, TASK, signature, MODEL, 2, 0.97))
         decided = await rollback
+        say(f"rolled back: {decided.reason}")
         await asyncio.sleep(3)
     finally:
         stop.set()
@@ -430,7 +441,7 @@ def fresh_settings(state_dir: Path, workload: Path) -> StackSettings:
 @app.command()
 def main(
     out: Path = typer.Option(Path("bench-results/rollout.json"), help="Result file"),
-    concurrency: int = typer.Option(32, min=1, max=512, help="Calls in flight"),
+    concurrency: int = typer.Option(16, min=1, max=512, help="Calls in flight"),
     rounds: int = typer.Option(3, min=1, max=10, help="Runs, each on a fresh stack"),
     good_calls: int = typer.Option(
         300, min=1, help="Calls the second version answers right before it turns wrong"
@@ -439,12 +450,12 @@ def main(
     """Swap a version in and roll one back under steady load; write the figures."""
     runs = []
     for number in range(rounds):
-        with tempfile.TemporaryDirectory(prefix="bench-rollout-") as folder:
-            state = Path(folder)
-            settings = fresh_settings(state, weather_workload(state / "weather.jsonl"))
-            env = {"deployer": DEPLOYER_ENV, "router": ROUTER_ENV}
-            with running_parts(settings, PARTS, env):
-                run = asyncio.run(scenario(settings, concurrency, good_calls))
+        state = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+        settings = fresh_settings(state, weather_workload(state / "weather.jsonl"))
+        env = {"deployer": DEPLOYER_ENV, "router": ROUTER_ENV, "gateway": GATEWAY_ENV}
+        with running_parts(settings, PARTS, env):
+            run = asyncio.run(scenario(settings, concurrency, good_calls))
+        shutil.rmtree(state)  # kept, with the parts' logs, when the round fails
         run["load_average"] = os.getloadavg()
         print(f"round {number + 1}: {json.dumps(run)}", flush=True)
         runs.append(run)
