@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from interns.cli.jobs import jobs_app, train
+from interns.cli.rollouts import models_app, rollouts_app
 from interns.common.logging import configure_logging
 from interns.common.settings import load_settings
 from interns.stack.components import MissingPart
@@ -43,6 +44,8 @@ tasks_app = typer.Typer(
 app.add_typer(traces_app, name="traces")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
+app.add_typer(rollouts_app, name="rollouts")
 app.command("train")(train)
 console = Console()
 errors = Console(stderr=True)
