@@ -5,7 +5,8 @@ Consumes: `interns.models.v1` (versions that passed their offline evaluation),
 `interns.rollouts.v1` (operators' route changes).
 Produces: `interns.rollouts.v1` (shadow -> canary -> full, rollbacks; each with an audit
 row in `route_changes`, changed_by "controller").
-Calls: Triton's model control API (TRITON_GRPC_ADDR: load, warm, unload versions).
+Calls: Triton's model control API (TRITON_GRPC_ADDR: load, warm, unload versions); the
+trainer's control API (TRAINER_ADDR: a new version of a served task that drifted).
 Serves: health and metrics (DEPLOYER_OPS_PORT). One replica acts at a time (a lease in
 the database, `leases`); the others stand by.
 """
@@ -29,6 +30,7 @@ from interns.common.settings import load_settings
 from interns.deployer.lease import LeaseKeeper
 from interns.deployer.rollouts import Deployer, control_loop
 from interns.deployer.settings import DeployerSettings
+from interns.deployer.trainer_client import TrainerClient
 from interns.deployer.transport import subscribe
 from interns.deployer.triton import TritonModels
 from interns.deployer.warmup import warmup_bodies
@@ -48,12 +50,14 @@ async def main() -> None:
         EVENTS_PUBLISHED.labels("deployer", RolloutChanged.topic).inc()
 
     models = TritonModels(settings.triton_grpc_addr, settings.max_batch_size, settings.instances)
+    trainer = TrainerClient(settings.trainer_addr)
     deployer = Deployer(
         engine,
         RouteChanger(engine, publish_rollout),
         models,
         settings,
         functools.partial(warmup_bodies, engine),
+        request_training=trainer.request_training,
     )
     lease = LeaseKeeper(engine, "deployer", settings.instance_id, settings.lease_ttl_s)
     subscribe(broker, deployer, lease)
@@ -73,6 +77,7 @@ async def main() -> None:
         if lease.held:
             await asyncio.to_thread(lease.release)
     await models.close()
+    await trainer.close()
     engine.dispose()
 
 

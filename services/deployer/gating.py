@@ -105,22 +105,23 @@ def judge(tally: Tally, gate: Gate, expired: bool = False) -> Verdict:
     allowed_disagreements = (1 - gate.min_agreement) * gate.min_samples + 1e-9
     allowed_fallbacks = gate.max_fallback_rate * gate.min_samples + 1e-9
     disagreements = tally.samples - tally.agreed
-    if tally.fallbacks > allowed_fallbacks or (
-        tally.samples >= gate.min_samples and tally.fallback_rate > gate.max_fallback_rate
+    enough = tally.samples >= gate.min_samples
+    if (not enough and tally.fallbacks > allowed_fallbacks) or (
+        enough and tally.fallback_rate > gate.max_fallback_rate
     ):
         return Verdict(
             "rollback",
             f"fallback rate {tally.fallback_rate:.2f} > {gate.max_fallback_rate:.2f}"
             f" ({tally.describe()})",
         )
-    if disagreements > allowed_disagreements or (
-        tally.samples >= gate.min_samples and tally.agreement < gate.min_agreement
+    if (not enough and disagreements > allowed_disagreements) or (
+        enough and tally.agreement < gate.min_agreement
     ):
         return Verdict(
             "rollback",
             f"live agreement {tally.agreement:.2f} < {gate.min_agreement:.2f} ({tally.describe()})",
         )
-    if tally.samples >= gate.min_samples:
+    if enough:
         return Verdict("advance", tally.describe())
     if expired:
         return Verdict("rollback", f"too few samples in time: {tally.samples} < {gate.min_samples}")

@@ -19,9 +19,9 @@ and lets a new active replica resume (`resume`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
@@ -32,6 +32,7 @@ from interns.common.events import ModelRegistered, RolloutChanged, ShadowCompare
 from interns.common.logging import get_logger
 from interns.common.routes import RouteChanger, RouteError
 from interns.deployer.draining import Retiring, drained
+from interns.deployer.drift import DriftPolicy, TaskHealth, should_retrain, traffic_since
 from interns.deployer.gating import Stage, Tally, Window, judge, plan, watch
 from interns.deployer.settings import DeployerSettings
 from interns.deployer.triton import TritonError
@@ -95,6 +96,7 @@ class Deployment:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tally: Tally = field(default_factory=Tally)
     window: Window = field(default_factory=lambda: Window(200))
+    agreement_at_full: float = 1.0
 
     @property
     def stage(self) -> Stage:
@@ -106,6 +108,7 @@ class Deployment:
 
 
 Bodies = Callable[[str, int], list[dict[str, Any]]]
+RequestTraining = Callable[[str, str], Awaitable[None]]
 
 
 class Deployer:
@@ -117,6 +120,7 @@ class Deployer:
         settings: DeployerSettings,
         warmup: Bodies,
         clock: Callable[[], float] = time.monotonic,
+        request_training: RequestTraining | None = None,
     ):
         self._engine = engine
         self._routes = routes
@@ -127,6 +131,9 @@ class Deployer:
         self.deployments: dict[str, Deployment] = {}
         self.retiring: dict[tuple[str, int], Retiring] = {}
         self._starting: set[tuple[str, int]] = set()
+        self._request_training = request_training
+        self._drift_looked = clock()
+        self._training_asked: dict[str, float] = {}
 
     # --- model versions ---------------------------------------------------------------
 
@@ -240,6 +247,8 @@ class Deployer:
         reason = f"{deployment.model} v{deployment.version} to {stage}: {why}"
         # The stage starts before the route event goes out: a look at the rollouts while
         # it is published must see the new stage's empty tally and fresh clock.
+        if stage.mode == "full" and deployment.tally.samples:
+            deployment.agreement_at_full = deployment.tally.agreement
         deployment.step, deployment.tally = step, Tally()
         deployment.started, deployment.started_at = self._clock(), datetime.now(UTC)
         try:
@@ -350,6 +359,9 @@ class Deployer:
             elif verdict.action == "advance" and not deployment.serving:
                 await self._enter(deployment, deployment.step + 1, verdict.reason)
         await self._drain(now)
+        if self._request_training and now - self._drift_looked >= self._settings.drift_every_s:
+            self._drift_looked = now
+            await self._look_for_drift(now)
 
     def _retire(self, model: str, version: int) -> None:
         self.retiring.setdefault((model, version), Retiring(model, version, self._clock()))
@@ -380,6 +392,58 @@ class Deployer:
                 continue
             del self.retiring[key]
             log.info("version unloaded", model=retiring.model, version=retiring.version)
+
+    # --- drift ------------------------------------------------------------------------
+
+    def _health(self, deployment: Deployment) -> TaskHealth:
+        tally = deployment.window.tally()
+        since = datetime.now(UTC) - timedelta(seconds=self._settings.drift_every_s)
+        calls, by_expert = traffic_since(self._engine, deployment.task_id, since)
+        with Session(self._engine) as session:
+            version = session.get(ModelVersion, (deployment.model, deployment.version))
+        trained_on = int(version.scores.get("train_examples", 0)) if version else 0
+        taken = version.created_at if version else datetime.now(UTC)
+        new_calls, _ = traffic_since(self._engine, deployment.task_id, taken)
+        return TaskHealth(
+            task_id=deployment.task_id,
+            agreement_at_full=deployment.agreement_at_full,
+            agreement_now=tally.agreement,
+            samples=tally.samples,
+            fallback_rate=tally.fallback_rate,
+            expert_share=by_expert / calls if calls else 0.0,
+            new_calls=new_calls,
+            train_examples=trained_on,
+        )
+
+    async def _look_for_drift(self, now: float) -> None:
+        """Asks the trainer for a new version of each served task that drifted."""
+        settings = self._settings
+        policy = DriftPolicy(
+            agreement_drop=settings.drift_agreement_drop,
+            max_fallback_rate=settings.drift_max_fallback_rate,
+            max_expert_share=settings.drift_min_expert_share,
+            min_samples=settings.gate.min_samples,
+            cooldown_s=settings.drift_cooldown_s,
+        )
+        for deployment in list(self.deployments.values()):
+            if not deployment.serving:
+                continue
+            asked = self._training_asked.get(deployment.task_id)
+            reasons = should_retrain(
+                self._health(deployment), policy, None if asked is None else now - asked
+            )
+            if not reasons:
+                continue
+            why = "; ".join(reasons)
+            try:
+                await self._request_training(deployment.task_id, why)
+            except Exception as error:  # the trainer is away: asked again next time
+                log.warning(
+                    "new version not requested", task_id=deployment.task_id, error=repr(error)
+                )
+                continue
+            self._training_asked[deployment.task_id] = now
+            log.info("new version requested", task_id=deployment.task_id, reason=why)
 
     # --- takeover ---------------------------------------------------------------------
 

@@ -66,7 +66,11 @@ class DeployerSettings(ServiceSettings):
         0.05, ge=0, le=1, description="Fallback rate of a serving intern that asks for one"
     )
     drift_min_expert_share: float = Field(
-        0.2, ge=0, le=1, description="Share of a served task's calls the expert still answers"
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of a served task's calls the expert may still answer before a new"
+        " version is asked for",
     )
     drift_cooldown_s: float = Field(3600.0, ge=0, description="Least time between two requests")
 

@@ -76,3 +76,12 @@ def test_a_new_window_holds_on_a_few_disagreements_that_leave_the_gate_reachable
     assert watch(window, GATE).action == "hold"
     window.add(False, False)
     assert watch(window, GATE).action == "rollback"
+
+
+def test_past_the_minimum_the_rate_decides_not_the_count():
+    # 5 disagreements would end a young stage, but 95 agreeing of 100 pass a 0.9 gate.
+    assert judge(tally(95, 5), GATE).action == "advance"
+    window = Window(100)
+    for n in range(100):
+        window.add(n % 20 != 0, False)
+    assert watch(window, GATE).action == "hold"

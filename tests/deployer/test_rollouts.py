@@ -65,7 +65,15 @@ def world(engine):
         session.add(Task(task_id="weather", signature="sig"))
         session.commit()
     triton, clock = FakeTriton(), Clock()
+    asked: list[tuple[str, str]] = []
+
+    async def request_training(task_id, reason):
+        asked.append((task_id, reason))
+
     settings = DeployerSettings(
+        drift_every_s=60,
+        drift_agreement_drop=0.02,
+        drift_cooldown_s=3600,
         canary_shares=[0.1, 0.5],
         gate=Gate(min_samples=10, min_agreement=0.9, max_fallback_rate=0.1),
         drain_grace_s=10,
@@ -78,7 +86,9 @@ def world(engine):
         settings,
         lambda task_id, n: [{"messages": [{"role": "user", "content": "hi"}]}] * n,
         clock=clock,
+        request_training=request_training,
     )
+    deployer.asked = asked
     return deployer, triton, clock, published, engine
 
 
@@ -269,3 +279,20 @@ async def test_an_operator_change_takes_the_task_out_of_the_controllers_hands(wo
         deployer.on_comparison(compare(1, True, "shadow"))
     await deployer.tick()
     assert len(published) == 1 and status(engine, 1) == "abandoned"
+
+
+async def test_a_served_task_whose_agreement_slips_is_sent_back_to_training_once(world):
+    deployer, _, clock, published, engine = world
+    await deployer.on_registered(register(engine, 1))
+    await promote_to_full(deployer, 1)
+    # 1 in 20 disagrees: within the gate (no rollback), but below the agreement at full.
+    for n in range(40):
+        deployer.on_comparison(compare(1, n % 20 != 0, "check"))
+    await deployer.tick()
+    assert route(engine).mode == "full" and deployer.asked == []  # not yet time to look
+    clock.now += 61
+    await deployer.tick()
+    assert deployer.asked == [("weather", "live agreement fell from 1.00 to 0.95")]
+    clock.now += 61
+    await deployer.tick()
+    assert len(deployer.asked) == 1  # the cooldown
