@@ -434,6 +434,7 @@ def fresh_settings(state_dir: Path, workload: Path) -> StackSettings:
         kafka_bootstrap_servers="",
         api_key="",
         workload=str(workload),
+        deployer=True,
         **ports,
     )
 

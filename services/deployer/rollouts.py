@@ -156,6 +156,8 @@ class Deployer:
         current = self._routes.current(task_id)
         if current is None or not Route.of(current).intern:
             return ""
+        if (current.target, current.model_version) == (model, version):
+            return ""  # its own interrupted rollout, resumed
         with Session(self._engine) as session:
             serving = session.get(ModelVersion, (current.target, current.model_version))
             candidate = session.get(ModelVersion, (model, version))

@@ -287,13 +287,6 @@ def build_components(settings: StackSettings) -> list[Component]:
             grpc_port=settings.trainer_port,
             ops_port=settings.trainer_ops_port,
         ),
-        project_service(
-            settings,
-            {**env, "TRAINER_ADDR": settings.resolved_trainer_addr},
-            "deployer",
-            "DEPLOYER",
-            ops_port=settings.deployer_ops_port,
-        ),
         Component(
             "trainer-worker",
             python_module("interns.trainer.worker"),
@@ -303,4 +296,14 @@ def build_components(settings: StackSettings) -> list[Component]:
             {**env, **model_repository_env},
         ),
     ]
+    if settings.deployer:
+        components.append(
+            project_service(
+                settings,
+                {**env, "TRAINER_ADDR": settings.resolved_trainer_addr},
+                "deployer",
+                "DEPLOYER",
+                ops_port=settings.deployer_ops_port,
+            )
+        )
     return components

@@ -32,6 +32,11 @@ class StackSettings(BaseSettings):
     miner_ops_port: int = 19105
     deployer_ops_port: int = 19106
     start_timeout_s: float = Field(120.0, description="Longest wait for the stack to be healthy")
+    deployer: bool = Field(
+        False,
+        description="Start the deploy controller, which rolls registered versions out (and"
+        " back) by itself; off by default locally, where tests and operators promote by hand",
+    )
     database_url: str = shared(
         "DATABASE_URL", "", "SQLAlchemy URL; the SQLite file in the state folder when empty"
     )
