@@ -27,9 +27,7 @@ instance_group [{{ kind: KIND_CPU, count: {instances} }}]
 """
 
 
-def config_json(
-    name: str, versions: list[int], max_batch_size: int = 8, instances: int = 1
-) -> str:
+def config_json(name: str, versions: list[int], max_batch_size: int = 8, instances: int = 1) -> str:
     """The same config as JSON, serving exactly `versions` (Triton's `specific` version
     policy): what a deploy controller passes to Triton's load call, so that an old version
     stays loaded beside a new one until it is drained."""
