@@ -203,3 +203,43 @@ async def test_a_good_version_is_promoted_to_full_and_a_bad_one_rolled_back(part
         engine.dispose()
     assert traffic.failures == []
     assert not any(r.model_version == 2 and r.target == "intern" for r in traffic.routes)
+
+
+BROKEN = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [
+            pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError("boom"))
+            for _ in requests
+        ]
+"""
+
+
+async def test_a_version_that_errors_on_live_calls_is_rolled_back_for_its_fallbacks(parts):
+    settings = parts
+    engine = make_engine(settings.resolved_database_url)
+    repository = settings.state_dir.resolve() / "model-repository"
+    signature = request_signature(weather_bodies(Path(settings.workload))[0])
+    before = len(audit(engine))
+    traffic = Traffic(settings)
+    load = asyncio.create_task(traffic.run())
+    try:
+        # It loads (Triton runs no call at load), and its warm-up has no stored call here.
+        write_version(repository, MODEL, 3, BROKEN)
+        registered = register(settings.resolved_database_url, TASK, signature, MODEL, 3, 0.99)
+        await publish(settings.resolved_kafka_bootstrap_servers, registered)
+        back = await until(
+            lambda: [c for c in audit(engine)[before:] if c.reason.startswith("rollback of")],
+            120,
+            "the rollback",
+        )
+        assert "rollback of intern-weather v3" in back[0].reason
+        assert "fallback rate" in back[0].reason
+    finally:
+        traffic.stop()
+        await load
+        engine.dispose()
+    assert traffic.failures == []
