@@ -423,7 +423,7 @@ class Deployer:
         policy = DriftPolicy(
             agreement_drop=settings.drift_agreement_drop,
             max_fallback_rate=settings.drift_max_fallback_rate,
-            max_expert_share=settings.drift_min_expert_share,
+            max_expert_share=settings.drift_max_expert_share,
             min_samples=settings.gate.min_samples,
             cooldown_s=settings.drift_cooldown_s,
         )

@@ -65,7 +65,7 @@ class DeployerSettings(ServiceSettings):
     drift_max_fallback_rate: float = Field(
         0.05, ge=0, le=1, description="Fallback rate of a serving intern that asks for one"
     )
-    drift_min_expert_share: float = Field(
+    drift_max_expert_share: float = Field(
         0.2,
         ge=0,
         le=1,
