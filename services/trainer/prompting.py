@@ -128,29 +128,20 @@ def prompt_budget(max_length: int, answer_tokens: int) -> int:
     return max_length - answer_tokens - 1
 
 
-def _shorter(messages: list[dict[str, str]]) -> list[dict[str, str]] | None:
-    """The messages without their oldest assistant turn (the agent's questions say less
-    than the user's answers), else without their oldest turn; None when only the system
-    line and the last turn are left."""
-    if len(messages) <= 2:
-        return None
-    for index, message in enumerate(messages[1:-1], start=1):
-        if message["role"] == "assistant":
-            return messages[:index] + messages[index + 1 :]
-    return [messages[0], *messages[2:]]
-
-
 def encode(tokenizer: Any, request: dict[str, Any], max_prompt_tokens: int) -> list[int]:
-    """The prompt's token ids, turns dropped (see `_shorter`) until it fits.
+    """The prompt's token ids, the oldest turns dropped until it fits.
 
     The system line (the tools) and the last turn are always kept; when even they do not
-    fit, the prompt keeps its last `max_prompt_tokens` tokens.
+    fit, the prompt keeps its last `max_prompt_tokens` tokens. Measured on SGD at the
+    default budget (319 tokens): dropping the oldest turns keeps 71% of the argument
+    values the expert copied from the conversation in the prompt; dropping the agent's
+    turns first keeps 53% (the agent's turns name the entities it found).
     """
-    messages: list[dict[str, str]] | None = prompt_messages(request)
+    messages = prompt_messages(request)
     while True:
         ids = tokenizer.apply_chat_template(
             messages, tokenize=True, add_generation_prompt=True, return_dict=False
         )
-        if len(ids) <= max_prompt_tokens or (shorter := _shorter(messages)) is None:
+        if len(ids) <= max_prompt_tokens or len(messages) <= 2:
             return list(ids[-max_prompt_tokens:])
-        messages = shorter
+        messages = [messages[0], *messages[2:]]
