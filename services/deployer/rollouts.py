@@ -164,9 +164,16 @@ class Deployer:
         if serving is None or candidate is None:
             return ""
         new, old = candidate.scores.get(metric), serving.scores.get(metric)
+        where = "its own held-out set"
+        if candidate.scores.get("baseline_version") == current.model_version:
+            # The trainer scored the serving version on the candidate's held-out examples.
+            old, where = candidate.scores.get(f"baseline_{metric}", old), "the same held-out set"
         if new is None or old is None or new > old:
             return ""
-        return f"{metric} {new:.3f} does not beat the serving v{current.model_version}'s {old:.3f}"
+        return (
+            f"{metric} {new:.3f} does not beat the serving v{current.model_version}'s"
+            f" {old:.3f} (on {where})"
+        )
 
     def _route_before(self, task_id: str, model: str, version: int) -> Route:
         """The task's route before `version` was routed (its current one when it never

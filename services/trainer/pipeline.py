@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from interns.common.db import ModelVersion, Task, TrainingJob
+from interns.common.db import ModelVersion, Rollout, Task, TrainingJob
 from interns.common.events import Event, ModelRegistered, TrainingJobProgress
 from interns.common.logging import get_logger
 from interns.trainer.catalog import find_spec
@@ -291,6 +291,27 @@ def _reserve_version(ctx: JobContext, job: TrainingJob) -> tuple[str, int]:
     return model, version
 
 
+def _serving_baseline(
+    ctx: JobContext, task_id: str, eval_set: list, output_kind: str
+) -> dict[str, float]:
+    """The intern serving the task, scored on the candidate's held-out set: a new version
+    must beat it on the same examples (`baseline_<metric>`, `baseline_version`); nothing
+    when no intern serves the task or its files are gone."""
+    with Session(ctx.engine) as session:
+        route = session.get(Rollout, task_id)
+    if route is None or route.target == "expert" or route.mode == "off":
+        return {}
+    folder = Path(ctx.settings.model_repository) / route.target / str(route.model_version)
+    if not (folder / "model").is_dir():
+        log.warning("serving version's files missing", task_id=task_id, folder=str(folder))
+        return {}
+    baseline = ctx.core.evaluate(ctx.core.load_runtime(folder / "model"), eval_set, output_kind)
+    return {
+        "baseline_version": float(route.model_version),
+        **{f"baseline_{metric}": value for metric, value in baseline.scores.items()},
+    }
+
+
 def _train_evaluate_register(ctx: JobContext, job: TrainingJob, workdir: Path) -> None:
     settings, core = ctx.settings, ctx.core
     spec = find_spec(ctx.catalog, job.base_model)
@@ -331,6 +352,7 @@ def _train_evaluate_register(ctx: JobContext, job: TrainingJob, workdir: Path) -
         size_bytes = folder_size(model_dir)
     scores = {
         **report.scores,
+        **_serving_baseline(ctx, job.task_id, eval_set, task.output_kind),
         "eval_examples": float(report.n),
         "train_examples": float(len(train_set)),
         "train_seconds": round(train_seconds, 1),

@@ -92,14 +92,14 @@ def world(engine):
     return deployer, triton, clock, published, engine
 
 
-def register(engine, version: int, exact_match: float = 0.95) -> ModelRegistered:
+def register(engine, version: int, exact_match: float = 0.95, **more) -> ModelRegistered:
     with Session(engine) as session:
         session.add(
             ModelVersion(
                 model=MODEL,
                 version=version,
                 task_id="weather",
-                scores={"exact_match": exact_match},
+                scores={"exact_match": exact_match, **more},
             )
         )
         session.commit()
@@ -296,3 +296,16 @@ async def test_a_served_task_whose_agreement_slips_is_sent_back_to_training_once
     clock.now += 61
     await deployer.tick()
     assert len(deployer.asked) == 1  # the cooldown
+
+
+async def test_the_serving_version_is_compared_on_the_candidates_held_out_set(world):
+    deployer, _, _, published, engine = world
+    await deployer.on_registered(register(engine, 1, exact_match=0.95))
+    await promote_to_full(deployer, 1)
+    # On the new held-out set the serving v1 scores 0.90: the candidate's 0.93 beats it.
+    event = register(engine, 2, exact_match=0.93, baseline_version=1.0, baseline_exact_match=0.9)
+    await deployer.on_registered(event)
+    assert status(engine, 2) != "not_better" and route(engine).model_version == 2
+    event = register(engine, 3, exact_match=0.96, baseline_version=2.0, baseline_exact_match=0.97)
+    await deployer.on_registered(event)
+    assert status(engine, 3) == "not_better"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from interns.common.db import ModelVersion, Task, TrainingJob
+from interns.common.db import ModelVersion, Rollout, Task, TrainingJob
 from interns.common.events import ModelRegistered, TrainingJobProgress
 from interns.trainer.catalog import DEFAULT_CATALOG
 from interns.trainer.pipeline import (
@@ -81,6 +81,22 @@ def test_a_passing_candidate_is_exported_registered_and_announced(engine, setup)
     job = load_job(engine, "j1")
     assert (job.step, job.total_steps, job.attempts) == (10, 10, 1)
     assert not (context().settings.workdir / "j1").exists()
+
+
+def test_the_serving_version_is_scored_on_the_new_versions_held_out_set(engine, setup):
+    context, fake, events, repository = setup
+    run_job(new_job(engine, "j1"), context())
+    with Session(engine) as session:
+        session.add(Rollout(task_id="t1", target="intern-t1", model_version=1, mode="full"))
+        session.commit()
+    fake.score = 0.8  # both the candidate and the serving v1, on the same examples
+    run_job(new_job(engine, "j2"), context())
+    with Session(engine) as session:
+        scores = session.get(ModelVersion, ("intern-t1", 2)).scores
+    assert scores["baseline_version"] == 1 and scores["baseline_exact_match"] == 0.8
+    with Session(engine) as session:
+        first = session.get(ModelVersion, ("intern-t1", 1)).scores
+    assert "baseline_version" not in first
 
 
 def test_a_failing_candidate_is_recorded_not_exported_and_its_number_never_reused(engine, setup):
