@@ -208,7 +208,7 @@ def main(
         table.add_column(column)
     for r in results:
         table.add_row(
-            r["label"][:40],
+            r["task"],
             f"{r['exact_match']:.3f}",
             f"{r['exact_match_without_dates']:.3f}",
             f"{r['argument_accuracy']:.3f}",
