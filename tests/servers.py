@@ -3,10 +3,13 @@ the router's expert being the replay expert's app, served over HTTP on a free po
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from starlette.types import ASGIApp
@@ -109,3 +112,38 @@ async def start_gateway(
     server = GrpcServer("gateway", "127.0.0.1:0", ["interns.api.v1.GatewayService"], grace=1)
     gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server.server)
     return await server.__aenter__()
+
+
+@contextmanager
+def control_api_in_thread(plane: Any) -> Iterator[str]:
+    """The control API over `plane` (a ControlPlane) on a free port, served by its own
+    event loop in a thread, so a synchronous client (the CLI) can call it; yields its
+    address."""
+    from interns.api.v1 import control_pb2_grpc
+    from interns.trainer.grpc_service import ControlServicer
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop: asyncio.Event | None = None
+    port = 0
+
+    async def serve():
+        nonlocal stop, port
+        stop = asyncio.Event()
+        server = GrpcServer("trainer", "127.0.0.1:0", ["interns.api.v1.ControlService"], grace=1)
+        control_pb2_grpc.add_ControlServiceServicer_to_server(
+            ControlServicer(plane, "ann"), server.server
+        )
+        async with server:
+            port = server.port
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)

@@ -8,14 +8,16 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Column, Table
+
+from interns.cli.output import console
+from interns.cli.output import control_api as _control
+from interns.cli.output import fail as _fail
 
 jobs_app = typer.Typer(
     help="Training jobs, through the control API (TRAINER_ADDR, default: the local stack).",
 )
-console = Console()
 ENDED = ("succeeded", "failed", "cancelled")
 STATUS_STYLE = {
     "queued": "yellow",
@@ -26,18 +28,6 @@ STATUS_STYLE = {
 }
 
 JobId = Annotated[str, typer.Argument(help="The job's id, as 'interns jobs' shows")]
-
-
-def _control():
-    from interns.cli.main import _control_api
-
-    return _control_api()
-
-
-def _fail(message: str) -> typer.Exit:
-    from interns.cli.main import _fail as fail
-
-    return fail(message)
 
 
 def _eta(seconds: float) -> str:

@@ -6,15 +6,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
 from interns.cli.jobs import jobs_app, train
+from interns.cli.output import console, errors
+from interns.cli.output import control_api as _control_api
+from interns.cli.output import fail as _fail
+from interns.cli.output import when as _when
 from interns.cli.rollouts import models_app, rollouts_app
 from interns.common.logging import configure_logging
 from interns.common.settings import load_settings
@@ -47,8 +49,6 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(rollouts_app, name="rollouts")
 app.command("train")(train)
-console = Console()
-errors = Console(stderr=True)
 
 StateDir = Annotated[
     Path | None, typer.Option(help="State folder (logs, pids, database); INTERNS_STATE_DIR")
@@ -65,11 +65,6 @@ def _settings(state_dir: Path | None) -> StackSettings:
     if state_dir is not None:
         settings.state_dir = state_dir
     return settings
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=1)
 
 
 @app.command()
@@ -180,33 +175,6 @@ def db_upgrade() -> None:
     except StackError as error:
         raise _fail(str(error)) from None
     console.print(f"database {redact_url(url)} is at the latest schema")
-
-
-@contextmanager
-def _control_api() -> Iterator:
-    """A ControlService stub at TRAINER_ADDR; a failed call ends the command with its
-    message (which names the bad field)."""
-    import grpc
-
-    from interns.api.v1 import control_pb2_grpc
-
-    address = load_settings(StackSettings).resolved_trainer_addr
-    try:
-        with grpc.insecure_channel(address) as channel:
-            yield control_pb2_grpc.ControlServiceStub(channel)
-    except grpc.RpcError as error:
-        if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise _fail(
-                f"the control API at {address} is unreachable: start the stack with"
-                " 'interns up', or set TRAINER_ADDR"
-            ) from None
-        raise _fail(error.details()) from None
-
-
-def _when(seconds: int) -> str:
-    if not seconds:
-        return "-"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _keys_table(keys) -> Table:

@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
+
+from interns.cli.output import console
+from interns.cli.output import control_api as _control
+from interns.cli.output import fail as _fail
+from interns.cli.output import when as _when
 
 models_app = typer.Typer(
     help="Model versions (and their rollout status), through the control API (TRAINER_ADDR)."
@@ -17,7 +21,6 @@ models_app = typer.Typer(
 rollouts_app = typer.Typer(
     help="Routes of tasks: list, promote, roll back, pin to the expert (TRAINER_ADDR).",
 )
-console = Console()
 MODES = ("shadow", "canary", "full")
 STATUS_STYLE = {
     "serving": "green",
@@ -33,24 +36,6 @@ STATUS_STYLE = {
 
 TaskId = Annotated[str, typer.Argument(help="The task's id, as 'interns tasks' shows")]
 Reason = Annotated[str, typer.Option(help="Why, for the audit trail")]
-
-
-def _control():
-    from interns.cli.main import _control_api
-
-    return _control_api()
-
-
-def _fail(message: str) -> typer.Exit:
-    from interns.cli.main import _fail as fail
-
-    return fail(message)
-
-
-def _when(seconds: int) -> str:
-    from interns.cli.main import _when as when
-
-    return when(seconds)
 
 
 def _models_table(models) -> Table:

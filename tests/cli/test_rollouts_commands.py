@@ -4,19 +4,14 @@ and lands in the audit trail with the operator's name and reason."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from interns.api.v1 import control_pb2_grpc
 from interns.cli.main import app
 from interns.common.db import ModelVersion, Task
-from interns.common.grpc_server import GrpcServer
 from interns.trainer.control import ControlPlane
-from interns.trainer.grpc_service import ControlServicer
+from tests.servers import control_api_in_thread
 
 
 @pytest.fixture
@@ -40,31 +35,10 @@ def control_api(engine, monkeypatch, tmp_path):
     async def publish(event):
         published.append(event)
 
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop: asyncio.Event | None = None
-    port = 0
-
-    async def serve():
-        nonlocal stop, port
-        stop = asyncio.Event()
-        server = GrpcServer("trainer", "127.0.0.1:0", ["interns.api.v1.ControlService"], grace=1)
-        control_pb2_grpc.add_ControlServiceServicer_to_server(
-            ControlServicer(ControlPlane(engine, publish), "ann"), server.server
-        )
-        async with server:
-            port = server.port
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
-    thread.start()
-    ready.wait(10)
-    monkeypatch.setenv("TRAINER_ADDR", f"127.0.0.1:{port}")
-    monkeypatch.setenv("DATABASE_URL", str(engine.url))
-    yield published
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
+    with control_api_in_thread(ControlPlane(engine, publish)) as address:
+        monkeypatch.setenv("TRAINER_ADDR", address)
+        monkeypatch.setenv("DATABASE_URL", str(engine.url))
+        yield published
 
 
 def run(*args: str):

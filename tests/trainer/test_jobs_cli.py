@@ -4,7 +4,6 @@ a worker writes it."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -12,16 +11,14 @@ import pytest
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from interns.api.v1 import control_pb2_grpc
 from interns.cli.main import app
 from interns.common.db import ModelVersion, Task
-from interns.common.grpc_server import GrpcServer
 from interns.trainer.catalog import DEFAULT_CATALOG
 from interns.trainer.control import ControlPlane
 from interns.trainer.controller import TrainingController
-from interns.trainer.grpc_service import ControlServicer
 from interns.trainer.pipeline import load_job, update_job
 from interns.trainer.settings import TrainerSettings
+from tests.servers import control_api_in_thread
 
 
 @pytest.fixture
@@ -41,30 +38,9 @@ def control_api(engine, monkeypatch):
         lambda job, queue: submitted.append((job, queue)),
         publish,
     )
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop: asyncio.Event | None = None
-    port = 0
-
-    async def serve():
-        nonlocal stop, port
-        stop = asyncio.Event()
-        server = GrpcServer("trainer", "127.0.0.1:0", ["interns.api.v1.ControlService"], grace=1)
-        control_pb2_grpc.add_ControlServiceServicer_to_server(
-            ControlServicer(ControlPlane(engine, publish, controller), "ann"), server.server
-        )
-        async with server:
-            port = server.port
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
-    thread.start()
-    ready.wait(10)
-    monkeypatch.setenv("TRAINER_ADDR", f"127.0.0.1:{port}")
-    yield submitted
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
+    with control_api_in_thread(ControlPlane(engine, publish, controller)) as address:
+        monkeypatch.setenv("TRAINER_ADDR", address)
+        yield submitted
 
 
 def run(*args: str):
