@@ -13,7 +13,9 @@ from interns.trainer.policy import EvaluationGate, TrainingPolicy
 class TrainingOptions(BaseModel):
     """Hyper-parameters of a fine-tuning run (TRAINER_TRAINING__<FIELD>)."""
 
-    epochs: float = Field(2.0, gt=0, description="Passes over the training split")
+    # Measured on an SGD sub-task (149 examples, SmolLM2-135M, CPU): 2 epochs gave exact
+    # match 0.26, 4 epochs 0.44 (492 s on a quiet 2-core machine).
+    epochs: float = Field(4.0, gt=0, description="Passes over the training split")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps")
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
