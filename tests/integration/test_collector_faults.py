@@ -210,7 +210,14 @@ def test_a_restarted_broker_is_ridden_out_by_the_running_collector(broker, colle
     # Tansu forgets what it holds: the first half is stored before it goes.
     wait_for_rows(engine, half, 90, collector)
     restart(down_s=3.0)
-    asyncio.run(publish(address, events(range(half, TOTAL))))
+    # The restarted in-memory broker starts its log again at offset 0, behind the
+    # collector's position: the collector must notice (offset out of range) and read from
+    # the start. One trace first proves it did; had the whole second half landed before
+    # its first fetch, the new log's end would equal its old position and nothing would
+    # tell it (a real Kafka keeps its log across a restart).
+    asyncio.run(publish(address, events(range(half, half + 1))))
+    wait_for_rows(engine, half + 1, 120, collector)
+    asyncio.run(publish(address, events(range(half + 1, TOTAL))))
     wait_for_rows(engine, TOTAL, 120, collector)
     assert collector.process.poll() is None
     assert_stored_exactly_once(engine, range(TOTAL))
