@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import tempfile
 import textwrap
@@ -36,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlmodel import Session
 
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
+from interns.bench.processes import free_port
 from interns.common.chat import input_from_openai
 from interns.common.db import ModelVersion, Task, make_engine
 from interns.common.events import Event, ModelRegistered, RolloutChanged
@@ -415,12 +415,6 @@ async def scenario(settings: StackSettings, concurrency: int, good_calls: int) -
         "rollback_reason": decided.reason,
         "rolled_back_to": f"{decided.target} v{decided.model_version}",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def fresh_settings(state_dir: Path, workload: Path) -> StackSettings:

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from interns.bench.miner import store_traces
+from interns.bench.processes import free_port
 from interns.common.db import Task, make_engine, upgrade_database
 from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, decode_response, encode_request
 from interns.expert.replay import load_workload
@@ -60,19 +61,11 @@ def mine_top_tasks(engine: Any, count: int) -> list[Task]:
     return sorted(tasks, key=lambda task: -task.size)[:count]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class TritonServer:
     """A Triton server on free ports over `repository`, models loaded explicitly."""
 
     def __init__(self, repository: Path, state: Path):
-        self.grpc_port, self.http_port, self.metrics_port = (_free_port() for _ in range(3))
+        self.grpc_port, self.http_port, self.metrics_port = (free_port() for _ in range(3))
         backends = prepare_triton_backends(state)
         self.log = (state / "triton.log").open("w")
         self.process = subprocess.Popen(
