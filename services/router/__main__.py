@@ -14,13 +14,14 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 
 from interns.api.v1 import router_pb2, router_pb2_grpc
-from interns.common.events import RolloutChanged, ShadowCompared, TaskChanged
+from interns.common.events import ShadowCompared
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import EVENTS_PUBLISHED
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
+from interns.router.consumers import subscribe
 from interns.router.expert import ExpertClient
 from interns.router.grpc_service import RouterServicer
 from interns.router.interns import InternClient
@@ -37,14 +38,7 @@ async def main() -> None:
     table = RoutingTable()
     broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-router")
 
-    @broker.subscriber(RolloutChanged.topic, auto_offset_reset="earliest")
-    async def on_rollout(change: RolloutChanged) -> None:
-        table.apply(change)
-
-    @broker.subscriber(TaskChanged.topic, auto_offset_reset="earliest")
-    async def on_task(change: TaskChanged) -> None:
-        table.apply_task(change)
-
+    subscribe(broker, table)
     shadows = broker.publisher(ShadowCompared.topic, schema=ShadowCompared)
 
     async def publish_shadow(comparison: ShadowCompared) -> None:

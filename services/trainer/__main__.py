@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 
 from interns.api.v1 import control_pb2, control_pb2_grpc
 from interns.common.db import database_reachable, make_engine
-from interns.common.events import RolloutChanged, TaskChanged, TrainingJobProgress
+from interns.common.events import RolloutChanged, TrainingJobProgress
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
@@ -27,6 +27,7 @@ from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
 from interns.trainer.catalog import CatalogError, load_catalog
 from interns.trainer.celery_app import make_celery
+from interns.trainer.consumers import subscribe
 from interns.trainer.control import ControlPlane
 from interns.trainer.controller import TrainingController
 from interns.trainer.grpc_service import ControlServicer
@@ -57,9 +58,7 @@ async def main() -> None:
         engine, settings, catalog, functools.partial(submit_job, celery), publish_progress
     )
 
-    @broker.subscriber(TaskChanged.topic, group_id="interns-trainer", auto_offset_reset="earliest")
-    async def on_task(change: TaskChanged) -> None:
-        await jobs.on_task_changed(change)
+    subscribe(broker, jobs)
 
     async def publish_rollout(change: RolloutChanged) -> None:
         await rollouts.publish(change.model_dump(mode="json"), key=change.key())
