@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from interns.common.db import ModelVersion, Rollout
 from interns.common.events import ModelRegistered, RolloutChanged, ShadowCompared
 from interns.common.logging import get_logger
+from interns.common.metrics import AGREEMENT
 from interns.common.routes import RouteChanger, RouteError
 from interns.deployer.draining import Retiring, drained
 from interns.deployer.drift import DriftPolicy, TaskHealth, should_retrain, traffic_since
@@ -331,6 +332,9 @@ class Deployer:
         if event.occurred_at < deployment.started_at or event.kind != deployment.stage.evidence:
             return
         deployment.tally.add(event.agree, event.fallback)
+        AGREEMENT.labels(
+            "deployer", deployment.task_id, deployment.model, deployment.stage.mode
+        ).set(deployment.tally.agreement)
         if deployment.serving:
             deployment.window.add(event.agree, event.fallback)
 

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Iterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from interns.common.metrics import EXPERT_RECORDS, EXPERT_REQUESTS
 from interns.expert.replay import (
     ChatCompletionRequest,
     ReplayIndex,
@@ -25,13 +26,6 @@ from interns.expert.replay import (
     new_completion_id,
 )
 from interns.expert.settings import ExpertSettings
-
-REQUESTS = Counter(
-    "interns_expert_requests_total",
-    "Chat-completion requests to the replay expert, by outcome",
-    ["outcome"],
-)
-RECORDS = Gauge("interns_expert_workload_records", "Conversations the replay expert can answer")
 
 
 def openai_error(
@@ -72,11 +66,11 @@ def _sse(chunks: Iterable[dict]) -> Iterator[str]:
 def build_app(index: ReplayIndex, settings: ExpertSettings) -> FastAPI:
     """The replay expert's ASGI app, answering from `index` as `settings` say."""
     app = FastAPI(title="Interns replay expert", docs_url=None, redoc_url=None)
-    RECORDS.set(len(index))
+    EXPERT_RECORDS.labels("expert").set(len(index))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        REQUESTS.labels("invalid_request").inc()
+        EXPERT_REQUESTS.labels("expert", "invalid_request").inc()
         return _bad_request(error)
 
     @app.post("/v1/chat/completions", response_model=None)
@@ -85,7 +79,7 @@ def build_app(index: ReplayIndex, settings: ExpertSettings) -> FastAPI:
             await asyncio.sleep(settings.latency_ms / 1000)
         entry = index.match(body)
         if entry is None:
-            REQUESTS.labels("no_recorded_answer").inc()
+            EXPERT_REQUESTS.labels("expert", "no_recorded_answer").inc()
             return openai_error(
                 404,
                 f"no recorded answer for this conversation ({len(body.messages)} messages) "
@@ -93,7 +87,7 @@ def build_app(index: ReplayIndex, settings: ExpertSettings) -> FastAPI:
                 "no_recorded_answer",
                 "messages",
             )
-        REQUESTS.labels("answered").inc()
+        EXPERT_REQUESTS.labels("expert", "answered").inc()
         completion_id, created = new_completion_id(), int(time.time())
         if body.stream:
             chunks = completion_chunks(entry, body, settings.model_name, completion_id, created)

@@ -36,12 +36,17 @@ from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-from prometheus_client import Counter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from interns.common.events import TraceRecorded
 from interns.common.logging import get_logger
-from interns.common.metrics import EVENTS_PUBLISHED, TRACE_SPILL_DEPTH
+from interns.common.metrics import (
+    EVENTS_PUBLISHED,
+    TRACE_SPILL_DEPTH,
+    TRACES_DROPPED,
+    TRACES_REPLAYED,
+    TRACES_SPILLED,
+)
 from interns.gateway.spill import SpillQueue
 
 log = get_logger(__name__)
@@ -64,20 +69,6 @@ DROP_WARNING_INTERVAL_S = 10.0
 RESEND_PAUSE_S = 1.0
 UNSERIALIZABLE = "trace cannot be serialized"
 
-TRACES_DROPPED = Counter(
-    "interns_traces_dropped_total",
-    "Trace events lost: memory full while the disk could not keep up, spill at its bound, "
-    "or a trace Kafka can never take (too large, corrupt on disk)",
-    ["service"],
-)
-TRACES_SPILLED = Counter(
-    "interns_traces_spilled_total", "Trace events written to the local spill", ["service"]
-)
-TRACES_REPLAYED = Counter(
-    "interns_traces_replayed_total",
-    "Spilled trace events that Kafka acknowledged (and so left the spill)",
-    ["service"],
-)
 
 T = TypeVar("T")
 

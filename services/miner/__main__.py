@@ -15,13 +15,12 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 from faststream.kafka import KafkaBroker
-from prometheus_client import Counter
 
 from interns.common.db import database_reachable, make_engine
 from interns.common.events import TaskChanged
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
-from interns.common.metrics import EVENTS_PUBLISHED
+from interns.common.metrics import EVENTS_PUBLISHED, TRACES_MINED
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
 from interns.miner.mining import (
@@ -36,7 +35,6 @@ from interns.miner.settings import MinerSettings
 from interns.miner.subclusters import minilm_embedder
 
 log = get_logger(__name__)
-TRACES_SEEN = Counter("interns_miner_traces_seen_total", "Traces read by the miner", ["service"])
 
 
 def task_events(
@@ -87,7 +85,7 @@ async def mine_forever(
             before = state.total
             changed = await asyncio.to_thread(mine_new_traces, engine, state)
             if changed:
-                TRACES_SEEN.labels("miner").inc(state.total - before)
+                TRACES_MINED.labels("miner").inc(state.total - before)
                 discovered = await asyncio.to_thread(upsert_tasks, engine, state)
                 changes = state.take_changes()
                 for event in task_events(state, changed, discovered, changes):

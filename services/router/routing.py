@@ -19,6 +19,7 @@ from typing import Any
 
 from interns.common.events import RolloutChanged, TaskChanged
 from interns.common.logging import get_logger
+from interns.common.metrics import ROUTE_SHARE
 from interns.common.task_matcher import MatcherError, TaskMatcher, request_text
 
 log = get_logger(__name__)
@@ -55,6 +56,13 @@ def canary_bucket(tenant_id: str, session_id: str, task_id: str) -> float:
     return int.from_bytes(digest.digest(), "big") / 2**64
 
 
+def intern_share(change: RolloutChanged) -> float:
+    """Share of the task's calls that `change` gives the intern (shadow calls serve none)."""
+    if change.target == "expert" or change.mode in ("off", "shadow"):
+        return 0.0
+    return change.canary_share if change.mode == "canary" else 1.0
+
+
 @dataclass
 class RoutingTable:
     """The latest rollout per task, and the matcher of each split signature. `revision`
@@ -73,6 +81,7 @@ class RoutingTable:
         if current is not None and self.by_signature.get(current.signature) is current:
             del self.by_signature[current.signature]
         self.routes[change.task_id] = change
+        ROUTE_SHARE.labels("router", change.task_id).set(intern_share(change))
         if change.signature:
             self.by_signature[change.signature] = change
         self.revision += 1

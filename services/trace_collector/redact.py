@@ -741,7 +741,7 @@ class Redactor:
                     redacted[slot] = fixed
         for kind, count in counts.items():
             if count:
-                PII_REDACTED.labels(kind).inc(count)
+                PII_REDACTED.labels("trace-collector", kind).inc(count)
         return fields.rebuild(redacted)
 
 

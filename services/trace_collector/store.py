@@ -88,7 +88,7 @@ def _redact_dead_letter(letter: DeadLetter, redactor: Redactor) -> DeadLetter:
     if not counts:
         return letter
     for kind, count in counts.items():
-        PII_REDACTED.labels(kind).inc(count)
+        PII_REDACTED.labels("trace-collector", kind).inc(count)
     return letter.model_copy(update={"payload": payload})
 
 

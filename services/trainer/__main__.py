@@ -22,7 +22,7 @@ from interns.common.events import RolloutChanged, TrainingJobProgress
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
-from interns.common.metrics import EVENTS_PUBLISHED
+from interns.common.metrics import EVENTS_PUBLISHED, record_training_progress
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
 from interns.trainer.catalog import CatalogError, load_catalog
@@ -53,6 +53,9 @@ async def main() -> None:
     async def publish_progress(event: TrainingJobProgress) -> None:
         await progress.publish(event.model_dump(mode="json"), key=event.key())
         EVENTS_PUBLISHED.labels("trainer", TrainingJobProgress.topic).inc()
+        record_training_progress(
+            "trainer", event.task_id, event.status, event.step, event.total_steps
+        )
 
     jobs = TrainingController(
         engine, settings, catalog, functools.partial(submit_job, celery), publish_progress

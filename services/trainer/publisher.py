@@ -14,9 +14,9 @@ from concurrent.futures import Future
 
 from aiokafka import AIOKafkaProducer
 
-from interns.common.events import Event
+from interns.common.events import Event, TrainingJobProgress
 from interns.common.logging import get_logger
-from interns.common.metrics import EVENTS_PUBLISHED
+from interns.common.metrics import EVENTS_PUBLISHED, record_training_progress
 
 log = get_logger(__name__)
 
@@ -47,6 +47,10 @@ class EventPublisher:
                 self._producer = producer
         await self._producer.send_and_wait(event.topic, event.to_bytes(), key=event.key())
         EVENTS_PUBLISHED.labels("trainer", event.topic).inc()
+        if isinstance(event, TrainingJobProgress):
+            record_training_progress(
+                "trainer-worker", event.task_id, event.status, event.step, event.total_steps
+            )
 
     def _submit(self, event: Event) -> Future:
         future = asyncio.run_coroutine_threadsafe(self._send(event), self._loop)

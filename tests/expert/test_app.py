@@ -204,7 +204,7 @@ async def test_ops_endpoints(sgd):
     assert ready.status_code == 200
     assert ready.json()["records"] == len(index)
     assert [m["id"] for m in models.json()["data"]] == ["demo-expert"]
-    assert 'interns_expert_requests_total{outcome="answered"}' in metrics.text
+    assert 'interns_expert_requests_total{outcome="answered",service="expert"}' in metrics.text
 
 
 async def test_not_ready_without_records():

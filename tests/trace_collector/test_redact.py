@@ -197,10 +197,13 @@ def test_a_trace_is_redacted_everywhere_but_its_tool_definitions(redactor):
 
 
 def test_redacted_kinds_are_counted(redactor):
-    before = {kind: PII_REDACTED.labels(kind)._value.get() for kind in ("email", "phone")}
+    before = {
+        kind: PII_REDACTED.labels("trace-collector", kind)._value.get()
+        for kind in ("email", "phone")
+    }
     redactor.redact_trace(trace_with_pii())
-    assert PII_REDACTED.labels("email")._value.get() - before["email"] == 2
-    assert PII_REDACTED.labels("phone")._value.get() - before["phone"] == 3
+    assert PII_REDACTED.labels("trace-collector", "email")._value.get() - before["email"] == 2
+    assert PII_REDACTED.labels("trace-collector", "phone")._value.get() - before["phone"] == 3
 
 
 @pytest.fixture
