@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from interns.common.grpc_decoding import RequestDecodingInterceptor
 from interns.common.metrics import RPC_LATENCY, RPC_REQUESTS
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -79,7 +80,7 @@ class GrpcServer:
     ):
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(service)],
+            interceptors=[MetricsInterceptor(service), RequestDecodingInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
