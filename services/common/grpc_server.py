@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from interns.common import tracing
 from interns.common.grpc_decoding import RequestDecodingInterceptor
 from interns.common.metrics import RPC_LATENCY, RPC_REQUESTS
 
@@ -68,7 +69,9 @@ class GrpcServer:
     """A `grpc.aio` server with the standard health service and reflection.
 
     Use as an async context manager; on exit it stops taking calls, marks itself
-    NOT_SERVING and lets in-flight calls finish within `grace` seconds.
+    NOT_SERVING and lets in-flight calls finish within `grace` seconds. With `credentials`
+    (from `interns.common.tls.server_credentials`) it serves TLS only, else plaintext;
+    when tracing is on (`interns.common.tracing`) each call gets a server span.
     """
 
     def __init__(
@@ -77,10 +80,15 @@ class GrpcServer:
         address: str,
         service_names: Iterable[str],
         grace: float = 10.0,
+        credentials: grpc.ServerCredentials | None = None,
     ):
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(service), RequestDecodingInterceptor()],
+            interceptors=[
+                *tracing.server_interceptors(),
+                MetricsInterceptor(service),
+                RequestDecodingInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -91,7 +99,12 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        self.port = self.server.add_insecure_port(address)
+        self.tls = credentials is not None
+        self.port = (
+            self.server.add_secure_port(address, credentials)
+            if credentials is not None
+            else self.server.add_insecure_port(address)
+        )
         self._grace = grace
 
     async def __aenter__(self) -> GrpcServer:

@@ -3,15 +3,30 @@
 Shared infrastructure has one spelling everywhere (`KAFKA_BOOTSTRAP_SERVERS`,
 `DATABASE_URL`, ...); each service adds its own fields under its own prefix.
 Nothing here is built at import time: a service builds its settings in `__main__`.
+
+Secrets (passwords, keys) are `SecretStr`: they print as `**********`. Every setting can
+also be read from a file: `<NAME>_FILE=/run/secrets/x` reads NAME from that file (trailing
+newline dropped), as container orchestrators mount secrets. `load_settings` hands the
+secret values to the log filter (`interns.common.logging`), which masks them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+
+from interns.common.logging import settings_loaded
 
 
 def shared(name: str, default, description: str):
@@ -19,7 +34,112 @@ def shared(name: str, default, description: str):
     return Field(default, validation_alias=AliasChoices(name), description=description)
 
 
-class ServiceSettings(BaseSettings):
+def env_names(settings_cls: type[BaseSettings], field: str, info: FieldInfo) -> list[str]:
+    """The environment variables a field is read from: its shared names, or prefix+name."""
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    if isinstance(alias, str):
+        return [alias]
+    return [f"{settings_cls.model_config.get('env_prefix', '')}{field}".upper()]
+
+
+class FileSettingsSource(PydanticBaseSettingsSource):
+    """`<NAME>_FILE` variables: the value of NAME is the content of that file."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        for name in env_names(self.settings_cls, field_name, field):
+            path = os.environ.get(f"{name}_FILE")
+            if path:
+                return Path(path).read_text().rstrip("\r\n"), field_name, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+class SecureSettings(BaseSettings):
+    """Transport security shared by every process that speaks gRPC or Kafka (the services
+    and the CLI), one spelling everywhere; all off by default (plaintext on loopback)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    grpc_tls: bool = shared(
+        "GRPC_TLS", False, "TLS on every gRPC server and on the clients of the services' APIs"
+    )
+    grpc_tls_cert_file: Path | None = shared(
+        "GRPC_TLS_CERT_FILE",
+        None,
+        "PEM certificate (chain) of this process: served, and "
+        "shown to servers that require client certificates",
+    )
+    grpc_tls_key_file: Path | None = shared(
+        "GRPC_TLS_KEY_FILE", None, "PEM private key of GRPC_TLS_CERT_FILE"
+    )
+    grpc_tls_ca_file: Path | None = shared(
+        "GRPC_TLS_CA_FILE",
+        None,
+        "PEM CA bundle that signs the peers' certificates (clients: "
+        "the servers'; servers with client auth: the clients'); unset: the system's roots",
+    )
+    grpc_tls_client_auth: Literal["none", "require"] = shared(
+        "GRPC_TLS_CLIENT_AUTH",
+        "none",
+        "'require': servers accept only clients whose "
+        "certificate GRPC_TLS_CA_FILE signed (mutual TLS)",
+    )
+    grpc_tls_server_name: str = shared(
+        "GRPC_TLS_SERVER_NAME",
+        "",
+        "Name the clients expect in the servers' certificates, "
+        "when it is not the host of the address",
+    )
+    triton_grpc_tls: bool = shared(
+        "TRITON_GRPC_TLS", False, "TLS to Triton's gRPC port (same CA and client certificate)"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = shared(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How Kafka clients connect"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = shared(
+        "KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism (SASL_* protocols)"
+    )
+    kafka_sasl_username: str = shared("KAFKA_SASL_USERNAME", "", "SASL user name")
+    kafka_sasl_password: SecretStr = shared("KAFKA_SASL_PASSWORD", SecretStr(""), "SASL password")
+    kafka_ssl_ca_file: Path | None = shared(
+        "KAFKA_SSL_CA_FILE", None, "PEM CA bundle of the brokers (SSL, SASL_SSL); unset: system's"
+    )
+    kafka_ssl_cert_file: Path | None = shared(
+        "KAFKA_SSL_CERT_FILE", None, "PEM client certificate, when the brokers require one"
+    )
+    kafka_ssl_key_file: Path | None = shared(
+        "KAFKA_SSL_KEY_FILE", None, "PEM private key of KAFKA_SSL_CERT_FILE"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A value given outright wins over NAME, which wins over NAME_FILE.
+        return (
+            init_settings,
+            env_settings,
+            FileSettingsSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+
+class ServiceSettings(SecureSettings):
     """Fields every service has. Subclasses set `env_prefix` and add their own."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
@@ -28,7 +148,9 @@ class ServiceSettings(BaseSettings):
         "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092", "Kafka brokers, host:port[,host:port]"
     )
     database_url: str = shared(
-        "DATABASE_URL", "sqlite:///.interns/interns.db", "SQLAlchemy URL of the database"
+        "DATABASE_URL",
+        "sqlite:///.interns/interns.db",
+        "SQLAlchemy URL of the database (its password is masked in logs)",
     )
     log_level: str = shared("LOG_LEVEL", "INFO", "Log level")
     log_format: str = shared("LOG_FORMAT", "json", "'json' for machines or 'console' for people")
@@ -38,6 +160,23 @@ class ServiceSettings(BaseSettings):
     ops_port: int = Field(0, description="Port of the /healthz, /readyz, /metrics server")
 
 
+def secret_values(settings: BaseSettings) -> list[str]:
+    """The secret strings in `settings`: every SecretStr, and the database URL's password."""
+    found = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr) and value.get_secret_value():
+            found.append(value.get_secret_value())
+        elif name.endswith("database_url") and isinstance(value, str) and value:
+            try:
+                password = make_url(value).password
+            except Exception:  # not a URL: nothing to mask
+                password = None
+            if password:
+                found.append(str(password))
+    return found
+
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
@@ -45,7 +184,7 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     """Builds `cls` from the environment; a missing or bad setting stops the process
     with a message that names the environment variable."""
     try:
-        return cls()
+        settings = cls()
     except ValidationError as error:
         prefix = cls.model_config.get("env_prefix", "")
         lines = []
@@ -58,3 +197,7 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
             )
             lines.append(f"setting {env}: {problem['msg']}")
         sys.exit("invalid configuration:\n  " + "\n  ".join(lines))
+    except OSError as error:  # a NAME_FILE that cannot be read
+        sys.exit(f"invalid configuration: cannot read {error.filename}: {error.strerror}")
+    settings_loaded(settings.model_dump(mode="json"), secret_values(settings))
+    return settings

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+from pydantic import SecretStr
 from pydantic_core import from_json, to_json
 from tenacity import (
     AsyncRetrying,
@@ -81,7 +82,7 @@ class ExpertClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str = "",
+        api_key: str | SecretStr = "",
         timeout_s: float = 60.0,
         max_attempts: int = 4,
         max_connections: int = 200,
@@ -90,6 +91,8 @@ class ExpertClient:
         # Bodies are serialized here (pydantic's JSON writer, a fraction of the `json`
         # module's time) and sent as bytes: the content type goes with every request.
         self._headers = {"content-type": "application/json"}
+        if isinstance(api_key, SecretStr):
+            api_key = api_key.get_secret_value()
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._timeout_s = timeout_s

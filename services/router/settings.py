@@ -1,6 +1,6 @@
 """Router settings (prefix ROUTER_; the expert's under EXPERT_)."""
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from interns.common.settings import ServiceSettings, shared
@@ -18,7 +18,9 @@ class RouterSettings(ServiceSettings):
         "EXPERT_BASE_URL", "http://127.0.0.1:18080/v1", "OpenAI-compatible base URL of the expert"
     )
     expert_model: str = shared("EXPERT_MODEL", "replay-expert", "The expert's model name")
-    expert_api_key: str = shared("EXPERT_API_KEY", "", "API key sent to the expert")
+    expert_api_key: SecretStr = shared(
+        "EXPERT_API_KEY", SecretStr(""), "API key sent to the expert (or EXPERT_API_KEY_FILE)"
+    )
     expert_timeout_s: float = shared("EXPERT_TIMEOUT_S", 60.0, "Upper bound of one expert call")
     expert_max_attempts: int = shared(
         "EXPERT_MAX_ATTEMPTS", 4, "Attempts per call on 429, 5xx and connection errors"
