@@ -24,6 +24,7 @@ from interns.expert.settings import ExpertSettings
 from interns.gateway.calls import Admission, Gateway
 from interns.gateway.grpc_service import GatewayServicer
 from interns.gateway.limits import RateLimit, TenantRateLimiter
+from interns.gateway.router_client import RemoteRouter
 from interns.router.costs import Price
 from interns.router.expert import ExpertClient
 from interns.router.grpc_service import RouterServicer
@@ -63,6 +64,19 @@ async def replay_expert(workload: Path) -> AsyncIterator[ExpertClient]:
         yield client
 
 
+def make_router(
+    expert: ExpertClient,
+    table: RoutingTable | None = None,
+    interns: InternClient | None = None,
+    publish_shadow=None,
+) -> Router:
+    """The router's serving object, as a router service or an embedded router runs it."""
+    table = table or RoutingTable()
+    # A price table, so that the expert's calls cost something the tests can check.
+    prices = {"default": Price(prompt_per_million=1000.0, completion_per_million=4000.0)}
+    return Router(table, expert, RouterConfig("replay", prices=prices), interns, publish_shadow)
+
+
 async def start_router(
     expert: ExpertClient,
     table: RoutingTable | None = None,
@@ -70,9 +84,7 @@ async def start_router(
     publish_shadow=None,
 ) -> GrpcServer:
     table = table or RoutingTable()
-    # A price table, so that the expert's calls cost something the tests can check.
-    prices = {"default": Price(prompt_per_million=1000.0, completion_per_million=4000.0)}
-    router = Router(table, expert, RouterConfig("replay", prices=prices), interns, publish_shadow)
+    router = make_router(expert, table, interns, publish_shadow)
     server = GrpcServer("router", "127.0.0.1:0", ["interns.api.v1.RouterService"], grace=1)
     router_pb2_grpc.add_RouterServiceServicer_to_server(
         RouterServicer(router, table), server.server
@@ -106,9 +118,8 @@ async def start_gateway(
     router_addr: str, publisher: RecordingPublisher, admission: Admission | None = None
 ) -> GrpcServer:
     channel = grpc.aio.insecure_channel(router_addr)
-    gateway = Gateway(
-        router_pb2_grpc.RouterServiceStub(channel), publisher, 10.0, admission or open_admission()
-    )
+    router = RemoteRouter(router_pb2_grpc.RouterServiceStub(channel))
+    gateway = Gateway(router, publisher, 10.0, admission or open_admission())
     server = GrpcServer("gateway", "127.0.0.1:0", ["interns.api.v1.GatewayService"], grace=1)
     gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server.server)
     return await server.__aenter__()

@@ -5,13 +5,15 @@ front of the same upstream, in one run.
 Starts: the replay expert as the upstream (no added latency), the real local stack
 (`interns.stack.supervisor.up`) in a temporary folder on free ports with that upstream as
 its expert, a second gateway with trace publishing off, and the LiteLLM proxy (its own
-virtual environment, `bench-results/.venv-litellm`, made on first use).
+virtual environment, `bench-results/.venv-litellm`, made on first use). Both gateways reach
+the router as `--router` says (GATEWAY_ROUTER): embedded in their own process, the local
+stack's default, or the router service over gRPC; the result names the mode measured.
 Measures: each path closed-loop at concurrencies 1, 8 and 32, in rounds that interleave
 the paths (the machine is shared: medians over rounds, paths compared within the same
 minute); then more concurrencies for the highest rate held.
 Writes: `bench-results/gateway.json` (`--out`), and prints the tables.
 
-    python -m interns.bench.gateway --out bench-results/gateway.json [--quick]
+    python -m interns.bench.gateway --out bench-results/gateway.json [--quick] [--router remote]
 """
 
 from __future__ import annotations
@@ -305,6 +307,7 @@ class Options:
     profile_s: float
     profile_concurrency: int
     profiles: Path
+    router: str
 
 
 @app.command()
@@ -330,6 +333,11 @@ def main(
         0.0, min=0, max=60, help="Then profile gateway and router with py-spy this long (0: no)"
     ),
     profile_concurrency: int = typer.Option(32, min=1, max=256, help="Load while profiling"),
+    router: str = typer.Option(
+        "embedded",
+        help="How the gateways reach the router (GATEWAY_ROUTER): embedded, in their own "
+        "process (the local stack's default), or remote, the router service over gRPC",
+    ),
     keep: bool = typer.Option(False, help="Keep the temporary state folder (logs)"),
 ) -> None:
     """Runs the benchmark, writes the JSON and prints the tables."""
@@ -345,7 +353,10 @@ def main(
         profile_s=profile_s,
         profile_concurrency=profile_concurrency,
         profiles=out.parent / "profiles",
+        router=router,
     )
+    if router not in ("embedded", "remote"):
+        raise typer.BadParameter(f"--router: embedded or remote, not {router!r}")
     folder = Path(tempfile.mkdtemp(prefix="interns-bench-"))
     try:
         result = run(options, folder)
@@ -386,7 +397,11 @@ def start_paths(
     report(f"upstream: replay expert, {options.upstream_workers} worker(s), {upstream_url}")
 
     settings = stack_settings(folder / "stack", upstream_url + "/v1")
-    publishing = {"GATEWAY_SPILL_DIR": str(folder / "spill-on"), "GATEWAY_TRACE_PUBLISHING": "true"}
+    publishing = {
+        "GATEWAY_SPILL_DIR": str(folder / "spill-on"),
+        "GATEWAY_TRACE_PUBLISHING": "true",
+        "GATEWAY_ROUTER": options.router,
+    }
     running = cleanup.enter_context(stack(settings, {**NO_RATE_LIMIT, **publishing}, report))
     key_file = settings.api_key_file
     api_key = key_file.read_text().strip() if key_file.exists() else ""
@@ -412,6 +427,7 @@ def start_paths(
     no_publishing = {
         "GATEWAY_SPILL_DIR": str(folder / "spill-off"),
         "GATEWAY_TRACE_PUBLISHING": "false",
+        "GATEWAY_ROUTER": options.router,
     }
     variant = gateway_variant(settings, "gateway-nopub", {**NO_RATE_LIMIT, **no_publishing}, ports)
     cleanup.callback(stop_all, [variant])
@@ -534,6 +550,13 @@ def run(options: Options, folder: Path) -> dict:
             f"published {published['gateway-nopub']:.0f} traces; the publishing share is "
             "noise and its goal is not judged"
         )
+    summary["router_mode"] = options.router
+    paths.notes.append(
+        "router embedded in each gateway's process (GATEWAY_ROUTER=embedded): the 'router' "
+        "CPU is the idle router service's"
+        if options.router == "embedded"
+        else "router: the router service, called over gRPC (GATEWAY_ROUTER=remote)"
+    )
     direct_rate = summary["max_rate"]["direct"]["max_rps"]
     paths.notes.append(
         f"upstream: replay expert, {options.upstream_workers} uvicorn worker(s); it held "

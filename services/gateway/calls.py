@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from interns.api.v1 import chat_pb2, gateway_pb2, router_pb2, router_pb2_grpc
+from interns.api.v1 import chat_pb2, gateway_pb2, router_pb2
 from interns.common.chat import InvalidRequest, validate_input
 from interns.common.metrics import CALLS_REFUSED
 from interns.gateway.auth import Authenticator, KeyStoreUnavailable
@@ -19,6 +19,7 @@ from interns.gateway.limits import (
     TenantRateLimiter,
     check_request_limits,
 )
+from interns.gateway.router_client import RouteFailed, RouterClient
 from interns.gateway.trace_events import PendingTrace
 from interns.gateway.traces import TracePublisher
 
@@ -62,7 +63,7 @@ class Gateway:
 
     def __init__(
         self,
-        router: router_pb2_grpc.RouterServiceStub,
+        router: RouterClient,
         publisher: TracePublisher,
         default_deadline_s: float,
         admission: Admission,
@@ -133,17 +134,14 @@ class Gateway:
         trace_id = uuid.uuid4().hex
         started = time.perf_counter()
         metadata, deadline = await self._prepare(request, call)
-        routed = router_pb2.RouteChatCompletionRequest(
-            trace_id=trace_id, metadata=metadata, input=request.input
-        )
         try:
-            answer = await self._router.RouteChatCompletion(routed, timeout=deadline)
-        except grpc.aio.AioRpcError as error:
+            output, route = await self._router.complete(trace_id, metadata, request.input, deadline)
+        except RouteFailed as error:
             self._record(trace_id, metadata, request.input, started, error=error)
-            raise GatewayError(error.code(), error.details() or "router failed") from None
-        self._record(trace_id, metadata, request.input, started, answer.output, answer.route)
+            raise GatewayError(error.code, error.details) from None
+        self._record(trace_id, metadata, request.input, started, output, route)
         return gateway_pb2.CreateChatCompletionResponse(
-            trace_id=trace_id, output=answer.output, route=answer.route
+            trace_id=trace_id, output=output, route=route
         )
 
     async def stream(
@@ -152,12 +150,9 @@ class Gateway:
         trace_id = uuid.uuid4().hex
         started = time.perf_counter()
         metadata, deadline = await self._prepare(request, call)
-        routed = router_pb2.StreamRouteChatCompletionRequest(
-            trace_id=trace_id, metadata=metadata, input=request.input
-        )
         collected = _StreamCollector()
         try:
-            async for chunk in self._router.StreamRouteChatCompletion(routed, timeout=deadline):
+            async for chunk in self._router.stream(trace_id, metadata, request.input, deadline):
                 collected.add(chunk)
                 yield gateway_pb2.StreamChatCompletionResponse(
                     trace_id=trace_id,
@@ -166,9 +161,9 @@ class Gateway:
                     delta=chunk.delta,
                     route=chunk.route if chunk.HasField("route") else None,
                 )
-        except grpc.aio.AioRpcError as error:
+        except RouteFailed as error:
             self._record(trace_id, metadata, request.input, started, error=error)
-            raise GatewayError(error.code(), error.details() or "router failed") from None
+            raise GatewayError(error.code, error.details) from None
         self._record(
             trace_id, metadata, request.input, started, collected.output(), collected.route
         )
@@ -181,7 +176,7 @@ class Gateway:
         started: float,
         output: chat_pb2.ChatCompletionOutput | None = None,
         route: chat_pb2.RouteDecision | None = None,
-        error: grpc.aio.AioRpcError | None = None,
+        error: RouteFailed | None = None,
     ) -> None:
         latency_ms = (time.perf_counter() - started) * 1000
         self._publisher.publish(

@@ -1,6 +1,7 @@
 """Gateway settings (prefix GATEWAY_)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
@@ -39,7 +40,16 @@ class GatewaySettings(ServiceSettings):
     trace_publishing: bool = Field(
         True, description="Publish a trace per call; off only to measure what publishing costs"
     )
-    router_addr: str = shared("ROUTER_ADDR", "127.0.0.1:50052", "The router's gRPC address")
+    router: Literal["remote", "embedded"] = Field(
+        "remote",
+        description="remote: call the router service at ROUTER_ADDR over gRPC (router replicas "
+        "scale on their own); embedded: run the router in the gateway's process, configured "
+        "by the router's own settings (ROUTER_*, EXPERT_*, TRITON_GRPC_ADDR), without the "
+        "gRPC hop (less CPU and latency per call; the local stack's choice)",
+    )
+    router_addr: str = shared(
+        "ROUTER_ADDR", "127.0.0.1:50052", "The router's gRPC address (GATEWAY_ROUTER=remote)"
+    )
     default_deadline_s: float = Field(60.0, description="Deadline of a call whose client set none")
     require_api_key: bool = Field(
         True, description="Refuse calls without an API key (UNAUTHENTICATED)"

@@ -14,11 +14,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 from pydantic_core import to_json
 
 from interns.api.v1 import chat_pb2
 from interns.common.chat import response_format_to_openai, tool_to_openai
+from interns.gateway.router_client import RouteFailed
 
 
 def _tool_calls(calls) -> list[dict[str, Any]] | None:
@@ -107,7 +107,7 @@ class PendingTrace:
         latency_ms: float,
         output: chat_pb2.ChatCompletionOutput | None = None,
         route: chat_pb2.RouteDecision | None = None,
-        error: grpc.aio.AioRpcError | None = None,
+        error: RouteFailed | None = None,
     ):
         self._event_id = uuid.uuid4().hex
         self._occurred_at = datetime.now(UTC)
@@ -139,7 +139,7 @@ class PendingTrace:
             "response": _response(self._output) if self._output is not None else None,
             "route": _route(route),
             "status": "error" if error is not None else "ok",
-            "error": f"{error.code().name}: {error.details()}" if error is not None else "",
+            "error": f"{error.code.name}: {error.details}" if error is not None else "",
             "latency_ms": self._latency_ms,
             "cost_usd": route.cost_usd if route is not None else 0.0,
         }

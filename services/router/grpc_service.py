@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from interns.api.v1 import router_pb2, router_pb2_grpc
+from interns.router.expert import ExpertError
 from interns.router.routing import RoutingTable
 from interns.router.serving import Router
 
@@ -15,16 +16,22 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self._table = table
 
     async def RouteChatCompletion(self, request, context: grpc.aio.ServicerContext):
-        output, route = await self._router.complete(
-            request.input, request.metadata, request.trace_id, context.time_remaining(), context
-        )
+        try:
+            output, route = await self._router.complete(
+                request.input, request.metadata, request.trace_id, context.time_remaining()
+            )
+        except ExpertError as error:
+            await context.abort(error.code, str(error))
         return router_pb2.RouteChatCompletionResponse(output=output, route=route)
 
     async def StreamRouteChatCompletion(self, request, context: grpc.aio.ServicerContext):
-        async for chunk in self._router.stream(
-            request.input, request.metadata, request.trace_id, context.time_remaining(), context
-        ):
-            yield chunk
+        try:
+            async for chunk in self._router.stream(
+                request.input, request.metadata, request.trace_id, context.time_remaining()
+            ):
+                yield chunk
+        except ExpertError as error:
+            await context.abort(error.code, str(error))
 
     async def GetRoutingTable(self, request, context):
         return router_pb2.GetRoutingTableResponse(

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import grpc
-
 from interns.api.v1 import chat_pb2, router_pb2
 from interns.common.chat import (
     input_to_openai,
@@ -156,8 +154,9 @@ class Router:
         metadata: chat_pb2.RequestMetadata,
         trace_id: str,
         deadline_s: float | None,
-        context: grpc.aio.ServicerContext,
     ) -> tuple[chat_pb2.ChatCompletionOutput, chat_pb2.RouteDecision]:
+        """The answer to one call and the route that gave it; raises ExpertError when the
+        expert, which answers last, did not."""
         routed = self._route(chat, metadata)
         decision = routed.decision
         checked = self._checked(decision)
@@ -172,10 +171,7 @@ class Router:
             if deadline_s:
                 deadline_s = max(deadline_s - (time.monotonic() - started), 0.001)
         self._count(decision)
-        try:
-            answer = await self._expert.complete(routed.body, deadline_s)
-        except ExpertError as error:
-            await context.abort(error.code, str(error))
+        answer = await self._expert.complete(routed.body, deadline_s)
         output = output_from_openai(answer)
         if decision.shadow_model:
             self._shadow(routed, trace_id, answer)
@@ -190,8 +186,9 @@ class Router:
         metadata: chat_pb2.RequestMetadata,
         trace_id: str,
         deadline_s: float | None,
-        context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[router_pb2.StreamRouteChatCompletionResponse]:
+        """The answer to one call as stream chunks, the route in the first (and, with the
+        cost, in the last); raises ExpertError when the expert fails."""
         routed = self._route(chat, metadata)
         decision = routed.decision
         checked = self._checked(decision)
@@ -214,26 +211,23 @@ class Router:
         self._count(decision)
         assembler = ToolCallAssembler()
         first = True
-        try:
-            async for chunk in self._expert.stream(routed.body, deadline_s):
-                for delta in assembler.feed(chunk):
-                    yield router_pb2.StreamRouteChatCompletionResponse(
-                        id=assembler.id,
-                        model=assembler.model,
-                        delta=delta,
-                        route=self._route_message(decision) if first else None,
-                    )
-                    first = False
-            final = assembler.finish()
-            cost = self._cost(assembler.model, final.usage)
-            yield router_pb2.StreamRouteChatCompletionResponse(
-                id=assembler.id,
-                model=assembler.model,
-                delta=final,
-                route=self._route_message(decision, cost),
-            )
-        except ExpertError as error:
-            await context.abort(error.code, str(error))
+        async for chunk in self._expert.stream(routed.body, deadline_s):
+            for delta in assembler.feed(chunk):
+                yield router_pb2.StreamRouteChatCompletionResponse(
+                    id=assembler.id,
+                    model=assembler.model,
+                    delta=delta,
+                    route=self._route_message(decision) if first else None,
+                )
+                first = False
+        final = assembler.finish()
+        cost = self._cost(assembler.model, final.usage)
+        yield router_pb2.StreamRouteChatCompletionResponse(
+            id=assembler.id,
+            model=assembler.model,
+            delta=final,
+            route=self._route_message(decision, cost),
+        )
         if decision.shadow_model:
             self._shadow(routed, trace_id, assembler.message())
         elif checked:

@@ -1,4 +1,6 @@
-"""The serving path in process: client -> gateway -> router -> replay expert, over real gRPC."""
+"""The serving path in process: client -> gateway -> router -> replay expert, over real gRPC,
+with the router as its own gRPC server (GATEWAY_ROUTER=remote) and inside the gateway
+(GATEWAY_ROUTER=embedded): both must behave alike."""
 
 from __future__ import annotations
 
@@ -9,13 +11,17 @@ import pytest
 
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
 from interns.common.chat import input_from_openai
-from interns.gateway.calls import Admission
+from interns.common.grpc_server import GrpcServer
+from interns.gateway.calls import Admission, Gateway
+from interns.gateway.grpc_service import GatewayServicer
 from interns.gateway.limits import RateLimit, TenantRateLimiter
+from interns.gateway.router_client import EmbeddedRouter
 from tests.conftest import openai_log_line
 from tests.gateway.recording import RecordingPublisher
 from tests.servers import (
     MemoryAuthenticator,
     bearer,
+    make_router,
     replay_expert,
     start_gateway,
     start_router,
@@ -24,21 +30,47 @@ from tests.servers import (
 KEY = bearer("ik_weather-team")
 
 
+def team_admission() -> Admission:
+    return Admission(
+        MemoryAuthenticator({"ik_weather-team": "acme"}), TenantRateLimiter(RateLimit(100, 100))
+    )
+
+
+async def start_embedded_gateway(expert, publisher: RecordingPublisher) -> GrpcServer:
+    """A gateway whose router runs in its process (GATEWAY_ROUTER=embedded)."""
+    gateway = Gateway(EmbeddedRouter(make_router(expert)), publisher, 10.0, team_admission())
+    server = GrpcServer("gateway", "127.0.0.1:0", ["interns.api.v1.GatewayService"], grace=1)
+    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(gateway), server.server)
+    return await server.__aenter__()
+
+
 @pytest.fixture
-async def gateway(weather_log):
+async def remote_gateway(weather_log):
     publisher = RecordingPublisher()
     async with replay_expert(weather_log) as expert:
         router = await start_router(expert)
-        admission = Admission(
-            MemoryAuthenticator({"ik_weather-team": "acme"}),
-            TenantRateLimiter(RateLimit(100, 100)),
-        )
-        gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher, admission)
+        gateway = await start_gateway(f"127.0.0.1:{router.port}", publisher, team_admission())
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
         yield gateway_pb2_grpc.GatewayServiceStub(channel), publisher, router
         await channel.close()
         await gateway.__aexit__(None, None, None)
         await router.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def embedded_gateway(weather_log):
+    publisher = RecordingPublisher()
+    async with replay_expert(weather_log) as expert:
+        gateway = await start_embedded_gateway(expert, publisher)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}")
+        yield gateway_pb2_grpc.GatewayServiceStub(channel), publisher, None
+        await channel.close()
+        await gateway.__aexit__(None, None, None)
+
+
+@pytest.fixture(params=["remote", "embedded"])
+def gateway(request):
+    return request.getfixturevalue(f"{request.param}_gateway")
 
 
 def weather_request(city: str = "Lima") -> gateway_pb2.CreateChatCompletionRequest:
@@ -131,8 +163,8 @@ async def test_a_conversation_the_expert_cannot_answer_is_not_found_and_traced(g
     assert trace.status == "error" and trace.error.startswith("NOT_FOUND")
 
 
-async def test_when_the_router_is_down_the_call_fails_unavailable_and_is_traced(gateway):
-    stub, publisher, router = gateway
+async def test_when_the_router_is_down_the_call_fails_unavailable_and_is_traced(remote_gateway):
+    stub, publisher, router = remote_gateway
     await router.__aexit__(None, None, None)
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await stub.CreateChatCompletion(weather_request(), timeout=5, metadata=KEY)

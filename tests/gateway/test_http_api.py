@@ -1,5 +1,6 @@
-"""The OpenAI-compatible HTTP API in process: HTTP client -> gateway -> router (real gRPC)
--> replay expert, with raw HTTP and with the official `openai` SDK."""
+"""The OpenAI-compatible HTTP API in process: HTTP client -> gateway -> router -> replay
+expert, with raw HTTP and with the official `openai` SDK; the router over real gRPC
+(GATEWAY_ROUTER=remote) and inside the gateway (embedded), which must behave alike."""
 
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ from interns.common.grpc_server import GrpcServer
 from interns.gateway.calls import Admission, Gateway
 from interns.gateway.http_api import HttpServer, build_http_app
 from interns.gateway.limits import RateLimit, TenantRateLimiter
+from interns.gateway.router_client import EmbeddedRouter, RemoteRouter
 from interns.router.expert import ExpertClient
 from tests.conftest import openai_log_line
 from tests.gateway.recording import RecordingPublisher
 from tests.servers import (
     MemoryAuthenticator,
     expert_serving,
+    make_router,
     replay_expert,
     start_router,
 )
@@ -44,7 +47,7 @@ AGENT = {"x-interns-agent-id": "weather-bot", "x-interns-session-id": "s-42"}
 class Served:
     gateway: Gateway
     publisher: RecordingPublisher
-    router: GrpcServer
+    router: GrpcServer | None  # None: the router is embedded
 
     @property
     def app(self) -> Starlette:
@@ -67,13 +70,24 @@ class Served:
         )
 
 
+MODES = ["remote", "embedded"]
+
+
 @asynccontextmanager
-async def serving(expert: ExpertClient, rate: RateLimit = RateLimit(1000, 1000)):
+async def serving(
+    expert: ExpertClient, rate: RateLimit = RateLimit(1000, 1000), mode: str = "remote"
+):
     publisher = RecordingPublisher()
+    if mode == "embedded":
+        admission = Admission(MemoryAuthenticator({API_KEY: "acme"}), TenantRateLimiter(rate))
+        gateway = Gateway(EmbeddedRouter(make_router(expert)), publisher, 10.0, admission)
+        yield Served(gateway, publisher, None)
+        return
     router = await start_router(expert)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{router.port}")
     admission = Admission(MemoryAuthenticator({API_KEY: "acme"}), TenantRateLimiter(rate))
-    gateway = Gateway(router_pb2_grpc.RouterServiceStub(channel), publisher, 10.0, admission)
+    router_client = RemoteRouter(router_pb2_grpc.RouterServiceStub(channel))
+    gateway = Gateway(router_client, publisher, 10.0, admission)
     try:
         yield Served(gateway, publisher, router)
     finally:
@@ -81,8 +95,14 @@ async def serving(expert: ExpertClient, rate: RateLimit = RateLimit(1000, 1000))
         await router.__aexit__(None, None, None)
 
 
+@pytest.fixture(params=MODES)
+async def served(weather_log, request):
+    async with replay_expert(weather_log) as expert, serving(expert, mode=request.param) as served:
+        yield served
+
+
 @pytest.fixture
-async def served(weather_log):
+async def served_remotely(weather_log):
     async with replay_expert(weather_log) as expert, serving(expert) as served:
         yield served
 
@@ -295,20 +315,30 @@ async def test_the_sdk_reads_the_refusal_and_its_param(served):
     assert refused.value.param == "messages[1].role"
 
 
-async def test_the_timeout_header_bounds_the_call_and_gives_504():
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_timeout_header_bounds_the_call_and_gives_504(mode, stream):
     async def slow_expert(_: Request) -> Response:
         await asyncio.sleep(5)
         return Response(status_code=500)
 
     slow = Starlette(routes=[Route("/v1/chat/completions", slow_expert, methods=["POST"])])
-    async with expert_serving(slow) as expert, serving(expert) as served, served.http() as client:
+    async with (
+        expert_serving(slow) as expert,
+        serving(expert, mode=mode) as served,
+        served.http() as client,
+    ):
         started = time.monotonic()
         answer = await client.post(
-            "/v1/chat/completions", json=weather_body(), headers={"x-interns-timeout-s": "0.3"}
+            "/v1/chat/completions",
+            json=weather_body(stream=stream),
+            headers={"x-interns-timeout-s": "0.3"},
         )
     assert answer.status_code == 504
     assert answer.json()["error"]["code"] == "deadline_exceeded"
     assert time.monotonic() - started < 3
+    (trace,) = served.publisher.traces
+    assert trace.status == "error" and trace.error.startswith("DEADLINE_EXCEEDED")
 
 
 async def test_a_bad_timeout_header_is_refused(served):
@@ -383,7 +413,8 @@ async def test_a_conversation_the_expert_cannot_answer_is_404(served):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_when_the_router_is_down_the_call_fails_503_and_is_traced(served, stream):
+async def test_when_the_router_is_down_the_call_fails_503_and_is_traced(served_remotely, stream):
+    served = served_remotely
     await served.router.__aexit__(None, None, None)
     async with served.http() as http:
         answer = await http.post("/v1/chat/completions", json=weather_body(stream=stream))
@@ -404,8 +435,8 @@ async def first_words_then_a_lost_connection() -> AsyncIterator[bytes]:
     raise ConnectionResetError("connection reset by the expert")
 
 
-@pytest.fixture
-async def served_by_a_failing_expert():
+@pytest.fixture(params=MODES)
+async def served_by_a_failing_expert(request):
     """An expert that sends its first words, then loses the connection."""
 
     def chat(_: Request) -> StreamingResponse:
@@ -414,7 +445,7 @@ async def served_by_a_failing_expert():
         )
 
     failing = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    async with expert_serving(failing) as expert, serving(expert) as served:
+    async with expert_serving(failing) as expert, serving(expert, mode=request.param) as served:
         yield served
 
 

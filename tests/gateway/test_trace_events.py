@@ -8,15 +8,11 @@ import pytest
 from interns.api.v1 import chat_pb2
 from interns.common.chat import input_from_openai, input_to_openai, message_to_openai
 from interns.common.events import RouteRecord, TraceRecorded, TraceRequest, TraceResponse
+from interns.gateway.router_client import RouteFailed
 from interns.gateway.trace_events import PendingTrace
 from tests.conftest import openai_log_line
 
 METADATA = chat_pb2.RequestMetadata(tenant_id="acme", agent_id="bot", session_id="s-1")
-
-
-class RouterFailed(grpc.aio.AioRpcError):
-    def __init__(self):
-        super().__init__(grpc.StatusCode.UNAVAILABLE, None, None, "expert unreachable")
 
 
 def rich_request() -> dict:
@@ -72,7 +68,7 @@ def as_model(trace: PendingTrace, chat, output, route, error) -> TraceRecorded:
             reason=route.reason if route else "",
         ),
         status="error" if error is not None else "ok",
-        error=f"{error.code().name}: {error.details()}" if error is not None else "",
+        error=f"{error.code.name}: {error.details}" if error is not None else "",
         latency_ms=12.5,
         cost_usd=route.cost_usd if route else 0.0,
     )
@@ -106,7 +102,12 @@ EXPERT = chat_pb2.RouteDecision(target="expert", model="gpt", reason="no task", 
     [
         (rich_request(), TOOL_ANSWER, EXPERT, None),
         (openai_log_line("Oslo", "s")["request"], TEXT_ANSWER, INTERN, None),
-        ({"messages": [{"role": "user", "content": "hi"}]}, None, None, RouterFailed()),
+        (
+            {"messages": [{"role": "user", "content": "hi"}]},
+            None,
+            None,
+            RouteFailed(grpc.StatusCode.UNAVAILABLE, "expert unreachable"),
+        ),
     ],
     ids=["tool-call-answer", "intern-answer", "router-error"],
 )

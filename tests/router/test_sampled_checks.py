@@ -69,9 +69,7 @@ async def serve(weather_log, intern, check_share: float, calls: int = 4) -> tupl
         metadata = chat_pb2.RequestMetadata(tenant_id="acme", session_id="s")
         routes = []
         for n in range(calls):
-            _, route = await router.complete(
-                input_from_openai(body), metadata, f"t{n}", 10.0, context=None
-            )
+            _, route = await router.complete(input_from_openai(body), metadata, f"t{n}", 10.0)
             routes.append(route)
         await router.drain()
     await asyncio.sleep(0)
