@@ -38,6 +38,8 @@ from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 
 from interns.common.events import RouteRecord, TraceRecorded, TraceRequest, TraceResponse
+from interns.common.settings import SecureSettings
+from interns.common.tls import kafka_client_options
 from interns.expert.replay import WorkloadError, WorkloadRecord, load_workload
 
 MAX_REPORTED_LINES = 10
@@ -256,6 +258,7 @@ async def kafka_producer(bootstrap_servers: str, timeout_s: float = 30.0) -> Asy
         linger_ms=20,
         request_timeout_ms=int(timeout_s * 1000),
         client_id="interns-import",
+        **kafka_client_options(SecureSettings()),
     )
     try:
         await producer.start()

@@ -30,10 +30,12 @@ def control_api() -> Iterator:
     import grpc
 
     from interns.api.v1 import control_pb2_grpc
+    from interns.common.settings import SecureSettings
+    from interns.common.tls import sync_channel
 
     address = load_settings(StackSettings).resolved_trainer_addr
     try:
-        with grpc.insecure_channel(address) as channel:
+        with sync_channel(address, SecureSettings()) as channel:
             yield control_pb2_grpc.ControlServiceStub(channel)
     except grpc.RpcError as error:
         if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):

@@ -156,6 +156,18 @@ async def watch_consumer_lag(service: str, broker, interval_s: float = 15.0) -> 
             await record_consumer_lag(service, kafka_consumers(broker))
 
 
+@contextlib.asynccontextmanager
+async def consumer_lag_watched(service: str, broker, interval_s: float = 15.0):
+    """Within the block, `watch_consumer_lag` runs for `broker`'s subscribers."""
+    task = asyncio.create_task(watch_consumer_lag(service, broker, interval_s))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def kafka_consumers(broker) -> list:
     """The aiokafka consumers of a started FastStream `KafkaBroker`'s subscribers."""
     found = []

@@ -17,16 +17,16 @@ import asyncio
 import contextlib
 import functools
 
-from faststream.kafka import KafkaBroker
-
 from interns.common.db import database_reachable, make_engine
 from interns.common.events import RolloutChanged
 from interns.common.lifecycle import run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
-from interns.common.metrics import EVENTS_PUBLISHED
+from interns.common.metrics import EVENTS_PUBLISHED, consumer_lag_watched
 from interns.common.ops import OpsServer
 from interns.common.routes import RouteChanger
 from interns.common.settings import load_settings
+from interns.common.tls import kafka_broker, triton_client_options
+from interns.common.tracing import configure_tracing
 from interns.deployer.lease import LeaseKeeper
 from interns.deployer.rollouts import Deployer, control_loop
 from interns.deployer.settings import DeployerSettings
@@ -41,16 +41,22 @@ log = get_logger(__name__)
 async def main() -> None:
     settings = load_settings(DeployerSettings)
     configure_logging("deployer", settings.log_level, settings.log_format)
+    configure_tracing("deployer")
     engine = make_engine(settings.database_url)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-deployer")
+    broker = kafka_broker(settings, "interns-deployer")
     rollouts = broker.publisher(RolloutChanged.topic, schema=RolloutChanged)
 
     async def publish_rollout(change: RolloutChanged) -> None:
         await rollouts.publish(change.model_dump(mode="json"), key=change.key())
         EVENTS_PUBLISHED.labels("deployer", RolloutChanged.topic).inc()
 
-    models = TritonModels(settings.triton_grpc_addr, settings.max_batch_size, settings.instances)
-    trainer = TrainerClient(settings.trainer_addr)
+    models = TritonModels(
+        settings.triton_grpc_addr,
+        settings.max_batch_size,
+        settings.instances,
+        triton_client_options(settings),
+    )
+    trainer = TrainerClient(settings.trainer_addr, settings)
     deployer = Deployer(
         engine,
         RouteChanger(engine, publish_rollout),
@@ -65,7 +71,11 @@ async def main() -> None:
         "kafka": lambda: broker.ping(timeout=2.0),
         "database": lambda: asyncio.to_thread(database_reachable, engine),
     }
-    async with broker, OpsServer("deployer", settings.ops_host, settings.ops_port, checks):
+    async with (
+        broker,
+        OpsServer("deployer", settings.ops_host, settings.ops_port, checks),
+        consumer_lag_watched("deployer", broker),
+    ):
         await broker.start()
         loop = asyncio.create_task(control_loop(deployer, lease, settings.tick_s))
         log.info("deployer running", instance=settings.instance_id)

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import grpc
-
 from interns.api.v1 import control_pb2, control_pb2_grpc
 from interns.common.logging import get_logger
+from interns.common.settings import SecureSettings
+from interns.common.tls import aio_channel
 
 log = get_logger(__name__)
 
 
 class TrainerClient:
-    def __init__(self, address: str):
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, security: SecureSettings | None = None):
+        """`security`: TLS of the channel (GRPC_TLS*); none: plaintext."""
+        self._channel = aio_channel(address, security or SecureSettings.model_construct())
         self._stub = control_pb2_grpc.ControlServiceStub(self._channel)
 
     async def request_training(self, task_id: str, reason: str) -> None:

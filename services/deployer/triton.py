@@ -30,8 +30,15 @@ class TritonError(Exception):
 
 
 class TritonModels:
-    def __init__(self, address: str, max_batch_size: int = 8, instances: int = 1):
-        self._client = triton.InferenceServerClient(address)
+    def __init__(
+        self,
+        address: str,
+        max_batch_size: int = 8,
+        instances: int = 1,
+        client_options: dict[str, Any] | None = None,
+    ):
+        """`client_options`: TLS of the connection (`interns.common.tls.triton_client_options`)."""
+        self._client = triton.InferenceServerClient(address, **(client_options or {}))
         self._max_batch_size = max_batch_size
         self._instances = instances
         self._lock = asyncio.Lock()

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
@@ -102,8 +102,10 @@ class TracePublisher:
         spill_dir: str | Path = ".interns/spill",
         spill_max_bytes: int = 1 << 30,
         send_timeout_s: float = 5.0,
+        kafka_options: dict[str, Any] | None = None,
     ):
         self._bootstrap_servers = bootstrap_servers
+        self._kafka_options = kafka_options or {}  # security (interns.common.tls)
         self._capacity = capacity
         self._high_water = max(1, capacity // 2)
         self._service = service
@@ -346,6 +348,7 @@ class TracePublisher:
             # A down broker is noticed within the send timeout, not aiokafka's 40 s.
             request_timeout_ms=timeout_ms,
             client_id=f"interns-{self._service}",
+            **self._kafka_options,
         )
         try:
             await producer.start()

@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
-from faststream.kafka import KafkaBroker
-
 from interns.common.db import database_reachable, make_engine
 from interns.common.events import TaskChanged
 from interns.common.lifecycle import wait_for_shutdown_signal
@@ -23,6 +21,8 @@ from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import EVENTS_PUBLISHED, TRACES_MINED
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
+from interns.common.tls import kafka_broker
+from interns.common.tracing import configure_tracing
 from interns.miner.mining import (
     MiningState,
     TaskChange,
@@ -107,8 +107,9 @@ async def mine_forever(
 async def main() -> None:
     settings = load_settings(MinerSettings)
     configure_logging("miner", settings.log_level, settings.log_format)
+    configure_tracing("miner")
     engine = make_engine(settings.database_url)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-miner")
+    broker = kafka_broker(settings, "interns-miner")
     tasks_topic = broker.publisher(TaskChanged.topic, schema=TaskChanged)
 
     async def publish_task(change: TaskChanged) -> None:

@@ -11,16 +11,16 @@ to the expert when an intern fails, is slow or gives an answer that fails its ch
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
-
 from interns.api.v1 import router_pb2, router_pb2_grpc
 from interns.common.events import ShadowCompared
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
-from interns.common.metrics import EVENTS_PUBLISHED
+from interns.common.metrics import EVENTS_PUBLISHED, consumer_lag_watched
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
+from interns.common.tls import kafka_broker, server_credentials, triton_client_options
+from interns.common.tracing import configure_tracing
 from interns.router.consumers import subscribe
 from interns.router.expert import ExpertClient
 from interns.router.grpc_service import RouterServicer
@@ -35,8 +35,9 @@ log = get_logger(__name__)
 async def main() -> None:
     settings = load_settings(RouterSettings)
     configure_logging("router", settings.log_level, settings.log_format)
+    configure_tracing("router")
     table = RoutingTable()
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-router")
+    broker = kafka_broker(settings, "interns-router")
 
     subscribe(broker, table)
     shadows = broker.publisher(ShadowCompared.topic, schema=ShadowCompared)
@@ -52,7 +53,10 @@ async def main() -> None:
         settings.expert_max_attempts,
     )
     interns = InternClient(
-        settings.triton_grpc_addr, settings.breaker_failures, settings.breaker_open_s
+        settings.triton_grpc_addr,
+        settings.breaker_failures,
+        settings.breaker_open_s,
+        triton_client_options(settings),
     )
     config = RouterConfig(
         expert_model=settings.expert_model,
@@ -66,12 +70,17 @@ async def main() -> None:
         "router",
         f"{settings.host}:{settings.port}",
         [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name],
+        credentials=server_credentials(settings),
     )
     router_pb2_grpc.add_RouterServiceServicer_to_server(
         RouterServicer(router, table), grpc_server.server
     )
     checks = {"kafka": lambda: broker.ping(timeout=2.0)}
-    async with broker, OpsServer("router", settings.ops_host, settings.ops_port, checks):
+    async with (
+        broker,
+        OpsServer("router", settings.ops_host, settings.ops_port, checks),
+        consumer_lag_watched("router", broker),
+    ):
         await broker.start()
         async with grpc_server:
             log.info("router serving", port=grpc_server.port, expert=settings.expert_base_url)

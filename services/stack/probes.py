@@ -8,6 +8,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from interns.common.settings import SecureSettings
+from interns.common.tls import sync_channel
 from interns.stack.components import Probe
 
 
@@ -29,7 +31,7 @@ def probe_http(url: str, timeout: float = 2.0) -> tuple[bool, str]:
 
 
 def probe_grpc(target: str, timeout: float = 2.0, service: str = "") -> tuple[bool, str]:
-    with grpc.insecure_channel(target) as channel:
+    with sync_channel(target, SecureSettings()) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from faststream.kafka import KafkaBroker
-
 from interns.common.db import database_reachable, make_engine
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
+from interns.common.metrics import consumer_lag_watched
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
+from interns.common.tls import kafka_broker
+from interns.common.tracing import configure_tracing
 from interns.trace_collector.handlers import register
 from interns.trace_collector.settings import CollectorSettings
 
@@ -26,8 +27,9 @@ log = get_logger(__name__)
 async def main() -> None:
     settings = load_settings(CollectorSettings)
     configure_logging("trace-collector", settings.log_level, settings.log_format)
+    configure_tracing("trace-collector")
     engine = make_engine(settings.database_url)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-trace-collector")
+    broker = kafka_broker(settings, "interns-trace-collector")
     register(broker, engine, settings)
     # A batch makes hundreds of thousands of short-lived objects (parsed traces): with
     # the default thresholds the cyclic collector runs every 700 allocations and
@@ -40,7 +42,11 @@ async def main() -> None:
         "kafka": lambda: broker.ping(timeout=2.0),
         "database": lambda: asyncio.to_thread(database_reachable, engine),
     }
-    async with broker, OpsServer("trace-collector", settings.ops_host, settings.ops_port, checks):
+    async with (
+        broker,
+        OpsServer("trace-collector", settings.ops_host, settings.ops_port, checks),
+        consumer_lag_watched("trace-collector", broker),
+    ):
         await broker.start()
         log.info("trace-collector consuming", group=settings.group_id)
         signal_name = await wait_for_shutdown_signal()

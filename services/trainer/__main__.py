@@ -14,17 +14,17 @@ import asyncio
 import functools
 import sys
 
-from faststream.kafka import KafkaBroker
-
 from interns.api.v1 import control_pb2, control_pb2_grpc
 from interns.common.db import database_reachable, make_engine
 from interns.common.events import RolloutChanged, TrainingJobProgress
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
-from interns.common.metrics import EVENTS_PUBLISHED, record_training_progress
+from interns.common.metrics import EVENTS_PUBLISHED, consumer_lag_watched, record_training_progress
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
+from interns.common.tls import kafka_broker, server_credentials
+from interns.common.tracing import configure_tracing
 from interns.trainer.catalog import CatalogError, load_catalog
 from interns.trainer.celery_app import make_celery
 from interns.trainer.consumers import subscribe
@@ -40,13 +40,14 @@ log = get_logger(__name__)
 async def main() -> None:
     settings = load_settings(TrainerSettings)
     configure_logging("trainer", settings.log_level, settings.log_format)
+    configure_tracing("trainer")
     try:
         catalog = load_catalog(settings.catalog)
     except CatalogError as error:
         sys.exit(f"invalid configuration: TRAINER_CATALOG: {error}")
     engine = make_engine(settings.database_url)
     celery = make_celery(settings.celery_broker_url, settings.celery_visibility_timeout_s)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="interns-trainer")
+    broker = kafka_broker(settings, "interns-trainer")
     rollouts = broker.publisher(RolloutChanged.topic, schema=RolloutChanged)
     progress = broker.publisher(TrainingJobProgress.topic, schema=TrainingJobProgress)
 
@@ -72,6 +73,7 @@ async def main() -> None:
         "trainer",
         f"{settings.host}:{settings.port}",
         [control_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name],
+        credentials=server_credentials(settings),
     )
     control_pb2_grpc.add_ControlServiceServicer_to_server(
         ControlServicer(plane, settings.operator), grpc_server.server
@@ -81,7 +83,11 @@ async def main() -> None:
         "kafka": lambda: broker.ping(timeout=2.0),
         "database": lambda: asyncio.to_thread(database_reachable, engine),
     }
-    async with broker, OpsServer("trainer", settings.ops_host, settings.ops_port, checks):
+    async with (
+        broker,
+        OpsServer("trainer", settings.ops_host, settings.ops_port, checks),
+        consumer_lag_watched("trainer", broker),
+    ):
         await broker.start()
         try:
             resent = await asyncio.to_thread(jobs.resubmit_unfinished)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -22,8 +23,14 @@ log = get_logger(__name__)
 
 
 class EventPublisher:
-    def __init__(self, bootstrap_servers: str, client_id: str = "interns-trainer-worker"):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        client_id: str = "interns-trainer-worker",
+        kafka_options: dict[str, Any] | None = None,
+    ):
         self._bootstrap_servers = bootstrap_servers
+        self._kafka_options = kafka_options or {}  # security (interns.common.tls)
         self._client_id = client_id
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -42,6 +49,7 @@ class EventPublisher:
                     client_id=self._client_id,
                     acks="all",
                     request_timeout_ms=15_000,
+                    **self._kafka_options,
                 )
                 await producer.start()
                 self._producer = producer

@@ -18,6 +18,7 @@ from celery.signals import worker_shutting_down
 
 from interns.common.db import make_engine
 from interns.common.settings import load_settings
+from interns.common.tls import kafka_client_options
 from interns.trainer.catalog import CatalogError, load_catalog
 from interns.trainer.celery_app import make_celery
 from interns.trainer.pipeline import JobContext, real_ml_core
@@ -27,7 +28,9 @@ from interns.trainer.tasks import register_tasks
 
 
 def job_context(settings: TrainerSettings, stopping: threading.Event) -> JobContext:
-    publisher = EventPublisher(settings.kafka_bootstrap_servers).start()
+    publisher = EventPublisher(
+        settings.kafka_bootstrap_servers, kafka_options=kafka_client_options(settings)
+    ).start()
     atexit.register(publisher.close)
     return JobContext(
         engine=make_engine(settings.database_url),
