@@ -111,3 +111,8 @@ bench-quick: setup ## Every benchmark at a second per point: a smoke run for CI
 
 clean: ## Remove the virtual environment and the local state
 	rm -rf $(VENV) .interns demo-out bench-results
+
+SOAK_ARGS ?=
+.PHONY: soak
+soak: setup ## Traffic through the local stack while broker, Triton, collector, worker are killed, ~8 min (SOAK_ARGS="--quick": ~2 min)
+	$(PY) -m interns.bench.soak --out bench-results/soak.json $(SOAK_ARGS)
