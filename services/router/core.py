@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from interns.common.events import ShadowCompared
 from interns.common.logging import get_logger
 from interns.common.metrics import EVENTS_PUBLISHED
+from interns.common.tls import triton_client_options
 from interns.router.consumers import subscribe
 from interns.router.expert import ExpertClient
 from interns.router.interns import InternClient
@@ -50,7 +51,10 @@ class RouterCore:
             settings.expert_max_attempts,
         )
         self.interns = InternClient(
-            settings.triton_grpc_addr, settings.breaker_failures, settings.breaker_open_s
+            settings.triton_grpc_addr,
+            settings.breaker_failures,
+            settings.breaker_open_s,
+            triton_client_options(settings),
         )
         config = RouterConfig(
             expert_model=settings.expert_model,

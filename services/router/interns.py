@@ -28,8 +28,15 @@ class InternFailed(Exception):
 
 
 class InternClient:
-    def __init__(self, triton_addr: str, breaker_threshold: int = 5, breaker_ttl_s: float = 30):
-        self._client = triton.InferenceServerClient(triton_addr)
+    def __init__(
+        self,
+        triton_addr: str,
+        breaker_threshold: int = 5,
+        breaker_ttl_s: float = 30,
+        client_options: dict[str, Any] | None = None,
+    ):
+        """`client_options`: TLS to Triton (`interns.common.tls.triton_client_options`)."""
+        self._client = triton.InferenceServerClient(triton_addr, **(client_options or {}))
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=breaker_threshold, default_ttl=breaker_ttl_s
         )
