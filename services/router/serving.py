@@ -21,7 +21,7 @@ from interns.common.chat import (
 )
 from interns.common.events import ShadowCompared
 from interns.common.logging import get_logger
-from interns.common.metrics import ROUTED_CALLS
+from interns.common.metrics import FALLBACKS, ROUTED_CALLS
 from interns.common.signature import request_signature
 from interns.router.checks import check_answer
 from interns.router.compare import compare_answers
@@ -89,6 +89,7 @@ class Router:
 
     def _fallback(self, decision: Decision, why: str) -> Decision:
         """The expert answers a call meant for an intern; the reason says why."""
+        FALLBACKS.labels("router", decision.task_id, decision.model).inc()
         return Decision(
             "expert",
             self._config.expert_model,
