@@ -24,7 +24,8 @@ from sqlalchemy import func, select
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
 from interns.common.chat import input_from_openai, message_to_openai
 from interns.common.db import Trace, make_engine
-from interns.common.settings import load_settings
+from interns.common.settings import SecureSettings, load_settings
+from interns.common.tls import aio_channel
 from interns.expert.replay import WorkloadRecord, load_workload
 from interns.expert.settings import ExpertSettings
 from interns.stack.settings import StackSettings
@@ -85,7 +86,7 @@ async def replay(
     results: list[dict[str, Any]] = []
     task = progress.add_task("replaying through the gateway", total=len(records))
     semaphore = asyncio.Semaphore(concurrency)
-    async with grpc.aio.insecure_channel(gateway_addr) as channel:
+    async with aio_channel(gateway_addr, SecureSettings()) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
 
         async def call(record: WorkloadRecord) -> None:

@@ -4,6 +4,7 @@ broker, the SDK's in-memory exporter), and nothing added to a call when tracing 
 from __future__ import annotations
 
 import asyncio
+from concurrent import futures
 
 import grpc
 import pytest
@@ -108,3 +109,48 @@ def test_tracing_off_adds_nothing_to_a_call():
     # Without an OTLP endpoint, configuring does not turn tracing on.
     assert not tracing.configure_tracing("test")
     assert not tracing.enabled()
+
+
+class TraceReceiver:
+    """An OTLP/gRPC trace receiver (what an OpenTelemetry Collector listens with)."""
+
+    def __init__(self):
+        from opentelemetry.proto.collector.trace.v1 import (
+            trace_service_pb2,
+            trace_service_pb2_grpc,
+        )
+
+        received = self.requests = []
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):  # noqa: N802 (the generated name)
+                received.append(request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+
+def test_spans_go_to_the_otlp_endpoint_when_one_is_set(monkeypatch):
+    receiver = TraceReceiver()
+    receiver.server.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        assert tracing.configure_tracing("router")
+        with tracing._provider.get_tracer("test").start_as_current_span("route a call"):
+            pass
+        tracing.reset_tracing()  # flushes the batch
+    finally:
+        receiver.server.stop(0)
+    exported = [
+        (resource.resource, span.name)
+        for request in receiver.requests
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert [name for _, name in exported] == ["route a call"]
+    attributes = {a.key: a.value.string_value for a in exported[0][0].attributes}
+    assert attributes["service.name"] == "interns-router"
