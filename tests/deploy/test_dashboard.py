@@ -167,3 +167,10 @@ def test_the_dashboard_reads_the_provisioned_datasource_from_the_provisioned_fol
     }
     assert grafana_mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
     assert datasource["url"].startswith("http://prometheus:")
+
+
+def test_kubernetes_has_the_same_rules_as_the_compose_stack():
+    rule = yaml.safe_load(
+        (ROOT / "k8s" / "components" / "prometheus-operator" / "prometheus-rule.yaml").read_text()
+    )
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
