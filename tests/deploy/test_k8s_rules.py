@@ -139,3 +139,34 @@ def test_a_gpu_pod_off_the_gpu_pool_is_refused(production):
     docs = copy.deepcopy(production)
     del find(docs, "Deployment", "trainer-worker")["spec"]["template"]["spec"]["tolerations"]
     assert any("tolerates no nvidia.com/gpu" in p for p in problems(docs))
+
+
+def _setting_names() -> set[str]:
+    """Every environment variable a service's settings read."""
+    import importlib
+    import inspect
+
+    from pydantic_settings import BaseSettings
+
+    from interns.common.settings import env_names
+
+    names = set()
+    for service in ("gateway", "router", "trace_collector", "miner", "trainer", "deployer"):
+        module = importlib.import_module(f"interns.{service}.settings")
+        for cls in vars(module).values():
+            if inspect.isclass(cls) and issubclass(cls, BaseSettings):
+                for field, info in cls.model_fields.items():
+                    names.update(env_names(cls, field, info))
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_setting_the_manifests_give_is_one_a_service_reads(overlay):
+    docs = render(overlay)
+    given = set(find(docs, "ConfigMap", "interns-config")["data"])
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            if rules.image_name(container["image"]) in rules.INTERNS_IMAGES:
+                given |= {variable["name"] for variable in container.get("env", [])}
+    unknown = given - _setting_names() - {"HOME"}
+    assert not unknown, f"{overlay}: no service reads {sorted(unknown)}"
