@@ -75,7 +75,7 @@ class DeadLetterMiddleware(BaseMiddleware):
         super().__init__(msg, context=context)
         self._consumer = consumer
         self._send = send
-        self._decoded = False
+        self._reached = False
 
     async def _dead_letter(self, record: Any, reason: str) -> None:
         letter = letter_of(record, self._consumer, reason)
@@ -91,19 +91,26 @@ class DeadLetterMiddleware(BaseMiddleware):
         )
 
     async def consume_scope(self, call_next, msg):
-        self._decoded = True
+        self._reached = True
         record = msg.raw_message
         event = EVENTS_BY_TOPIC.get(record.topic)
-        reason = invalid_reason(event, await msg.decode()) if event else None
+        if event is None:
+            return await call_next(msg)
+        try:
+            decoded = await msg.decode()
+        except Exception as error:  # a JSON content type over bytes that are not JSON
+            reason = f"undecodable record: {error!r}"
+        else:
+            reason = invalid_reason(event, decoded)
         if reason is not None:
             await self._dead_letter(record, reason)
             return None
         return await call_next(msg)
 
     async def after_processed(self, exc_type=None, exc_val=None, exc_tb=None) -> bool:
-        # Parsing (headers) and decoding (a JSON content type over bad bytes) happen before
-        # `consume_scope`: an error there is the record's fault.
-        if exc_val is None or self._decoded or not isinstance(exc_val, Exception):
+        # Parsing (headers that are not UTF-8) happens before `consume_scope`: an error
+        # there is the record's fault.
+        if exc_val is None or self._reached or not isinstance(exc_val, Exception):
             return False
         await self._dead_letter(self.msg, f"undecodable record: {exc_val!r}"[:2000])
         return True

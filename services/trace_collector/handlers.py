@@ -13,6 +13,7 @@ locked) the batch's write is retried with backoff, then the batch is handed back
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from faststream import AckPolicy
@@ -79,6 +80,29 @@ async def _store(engine: Engine, traces: list, give_up_s: float) -> tuple[int, l
         return await asyncio.to_thread(write_each, engine, traces)
 
 
+def _readable_headers(record: Any) -> Any:
+    """The record with every header value UTF-8 (bytes that are not are replaced)."""
+    if all(_is_utf8(value) for _, value in record.headers or ()):
+        return record
+    headers = [(key, value.decode(errors="replace").encode()) for key, value in record.headers]
+    return dataclasses.replace(record, headers=headers)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _tolerant_headers(records: tuple, parse) -> Any:
+    """FastStream's batch parser decodes every header as UTF-8: one header that is not
+    failed the whole batch at every redelivery, and the collector stopped reading (found
+    by tests/fuzz). The collector reads no header, so bad bytes are replaced."""
+    return await parse(tuple(map(_readable_headers, records)))
+
+
 async def _raw_values(message) -> list[Any]:
     """Skips FastStream's JSON decoding: records are validated one by one in `store`."""
     return [record.value for record in message.raw_message]
@@ -104,6 +128,7 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
         max_partition_fetch_bytes=settings.fetch_bytes_per_partition,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=_tolerant_headers,
         decoder=_raw_values,
     )
     async def store_traces(body: list[Any], message: KafkaMessage) -> None:
