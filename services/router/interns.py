@@ -27,6 +27,11 @@ class InternFailed(Exception):
     """The intern gave no usable answer; the message says why (it goes in the trace)."""
 
 
+class InternDeferred(InternFailed):
+    """The intern was not confident enough in its answer (below its calibrated threshold):
+    the expert answers. Normal behaviour, not a fault: the breaker does not count it."""
+
+
 class InternClient:
     def __init__(
         self,
@@ -54,8 +59,8 @@ class InternClient:
         try:
             async with breaker:
                 message = await self._infer(model, version, body, timeout_s)
-                check(message)
-                return message
+                if not message.get("defer"):
+                    check(message)
         except OpenedState:
             raise InternFailed(f"circuit open for {model} v{version}") from None
         except InferenceServerException as error:
@@ -64,6 +69,9 @@ class InternClient:
             raise InternFailed(f"check failed: {error}") from None
         except ValueError as error:
             raise InternFailed(f"unreadable output: {error}") from None
+        if message.get("defer"):
+            raise InternDeferred(f"intern deferred (confidence {message.get('confidence')})")
+        return message
 
     async def _infer(
         self, model: str, version: int, body: dict[str, Any], timeout_s: float

@@ -27,7 +27,7 @@ from interns.router.checks import check_answer
 from interns.router.compare import compare_answers
 from interns.router.costs import Price, call_cost
 from interns.router.expert import ExpertClient, ExpertError
-from interns.router.interns import InternClient, InternFailed
+from interns.router.interns import InternClient, InternDeferred, InternFailed
 from interns.router.routing import Decision, RoutingTable
 
 log = get_logger(__name__)
@@ -259,6 +259,10 @@ class Router:
                     self._config.intern_timeout_s,
                     lambda m: check_answer(routed.body, m),
                 )
+            except InternDeferred:
+                # The intern would not have answered this call: nothing to compare.
+                ROUTED_CALLS.labels("router", "shadow", "deferred").inc()
+                return
             except InternFailed as failure:
                 intern_message = {"error": str(failure)}
             latency_ms = (time.perf_counter() - started) * 1000

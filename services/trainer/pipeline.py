@@ -39,6 +39,7 @@ from interns.trainer.catalog import find_spec
 from interns.trainer.export import export_version, folder_size, model_name, next_version
 from interns.trainer.models import BaseModelSpec
 from interns.trainer.settings import TrainerSettings
+from interns.trainer.training import set_defer_threshold
 
 log = get_logger(__name__)
 
@@ -340,8 +341,15 @@ def _train_evaluate_register(ctx: JobContext, job: TrainingJob, workdir: Path) -
         should_stop=_cancel_watcher(ctx, job.job_id),
     )
     train_seconds = time.perf_counter() - started
-    report = core.evaluate(core.load_runtime(model_dir), eval_set, task.output_kind)
+    report = core.evaluate(
+        core.load_runtime(model_dir),
+        eval_set,
+        task.output_kind,
+        target_precision=settings.gate.target_precision,
+    )
     verdict = settings.gate.check(task.output_kind, report.scores, report.n)
+    if settings.gate.is_selective(task.output_kind):
+        set_defer_threshold(model_dir, report.defer_below)
     log.info("candidate evaluated", job_id=job.job_id, scores=report.scores, gate=verdict.reasons)
     model, version = _reserve_version(ctx, job)
     if verdict.train:

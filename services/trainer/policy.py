@@ -113,10 +113,38 @@ class EvaluationGate(BaseModel):
         False, description="Judge tool calls by exact match without date arguments"
     )
     min_eval_examples: int = Field(5, ge=1, description="Held-out examples the verdict needs")
+    selective: bool = Field(
+        True,
+        description="Tool calls and JSON: the intern defers to the expert below a confidence"
+        " threshold calibrated on held-out answers; judge it by the answers it keeps"
+        " (served_exact_match against the minimum above) and how many it keeps",
+    )
+    target_precision: float = Field(
+        0.95, ge=0, le=1, description="Share of kept answers that must be right (calibration)"
+    )
+    min_coverage: float = Field(
+        0.2, ge=0, le=1, description="Least share of held-out calls a selective intern keeps"
+    )
+
+    def is_selective(self, output_kind: str) -> bool:
+        return self.selective and output_kind in {"tool_call", "json"}
 
     def check(self, output_kind: str, scores: dict[str, float], n: int) -> Decision:
         if n < self.min_eval_examples:
             return Decision(False, [f"only {n} held-out examples (< {self.min_eval_examples})"])
+        if self.is_selective(output_kind) and "coverage" in scores:
+            served, coverage = scores.get("served_exact_match", 0.0), scores["coverage"]
+            minimum = self.tool_call if output_kind == "tool_call" else self.json_equal
+            passed = served >= minimum and coverage >= self.min_coverage
+            return Decision(
+                passed,
+                [
+                    f"served_exact_match {served:.3f} {'>=' if served >= minimum else '<'}"
+                    f" {minimum:.2f} and coverage {coverage:.2f}"
+                    f" {'>=' if coverage >= self.min_coverage else '<'}"
+                    f" {self.min_coverage:.2f} on {n}"
+                ],
+            )
         metric, threshold = {
             "tool_call": (
                 "exact_match_without_dates" if self.ignore_dates else "exact_match",

@@ -22,6 +22,9 @@ from interns.trainer.models import BaseModelSpec, load_base
 from interns.trainer.prompting import answer_text, encode, prompt_budget
 
 INTERN_FILE = "intern.json"
+# In intern.json: the confidence below which the intern defers to the expert (calibrated
+# on held-out answers by the evaluation; absent: it never defers).
+DEFER_KEY = "defer_below"
 FORMAT_VERSION = 1
 IGNORED = -100
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -219,3 +222,14 @@ def save_intern(
     }
     (target / INTERN_FILE).write_text(json.dumps(description, indent=2))
     return target
+
+
+def set_defer_threshold(model_dir: Path, threshold: float | None) -> None:
+    """Records in the intern's `intern.json` the confidence below which it defers to the
+    expert (None: it defers every call; no threshold was reliable enough)."""
+    path = model_dir / INTERN_FILE
+    if not path.is_file():
+        return
+    description = json.loads(path.read_text())
+    description[DEFER_KEY] = threshold if threshold is not None else math.inf
+    path.write_text(json.dumps(description, indent=2))

@@ -55,6 +55,16 @@ class TritonPythonModel:
 BAD = GOOD.replace('"name": "GetWeather"', '"name": "LaunchRockets"')
 
 
+# An intern unsure about Paris: it marks that answer `defer` (below its calibrated
+# confidence threshold), as a trained intern does.
+UNSURE = GOOD.replace(
+    "    return {\"tool_calls\"",
+    "    if city == \"Paris\":\n"
+    "        return {\"content\": None, \"confidence\": 0.2, \"defer\": True}\n"
+    "    return {\"confidence\": 0.97, \"tool_calls\"",
+)
+
+
 def deploy(settings, name: str, source: str) -> None:
     repository = settings.state_dir.resolve() / "model-repository"
     (repository / name / "1").mkdir(parents=True, exist_ok=True)
@@ -77,6 +87,7 @@ def interns(stack):
     settings, _ = stack
     deploy(settings, "intern-weather-good", GOOD)
     deploy(settings, "intern-weather-bad", BAD)
+    deploy(settings, "intern-weather-unsure", UNSURE)
     return settings
 
 
@@ -152,6 +163,18 @@ async def test_an_intern_answer_that_fails_its_check_falls_back_to_the_expert(in
     assert "LaunchRockets" in response.route.reason
     assert city_of(response) == "Kyoto"
     assert response.route.cost_usd > 0
+
+
+async def test_an_intern_that_defers_leaves_the_call_to_the_expert_without_tripping(interns):
+    await route(interns, "full", "intern-weather-unsure")
+    deferred = [await ask(interns, "Paris") for _ in range(7)]
+    assert all(r.route.target == "expert" for r in deferred)
+    assert all(city_of(r) == "Paris" for r in deferred)
+    assert deferred[0].route.reason == "fallback: intern deferred (confidence 0.2)"
+    # Deferring is not a fault: the breaker stays closed and the intern keeps its calls.
+    sure = await ask(interns, "Lima")
+    assert (sure.route.target, sure.route.model) == ("intern", "intern-weather-unsure")
+    assert city_of(sure) == "Lima"
 
 
 async def test_a_model_triton_cannot_serve_falls_back_and_then_trips_its_breaker(interns):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from interns.trainer.evaluation import evaluate, score_answers
+from interns.trainer.evaluation import calibrate, evaluate, score_answers
 from interns.trainer.examples import Example
 
 
@@ -83,3 +83,36 @@ def test_evaluate_reports_scores_latency_and_the_failures():
     assert report.scores["exact_match"] == pytest.approx(2 / 3)
     assert [f["trace_id"] for f in report.failures] == ["t2"]
     assert report.latency_ms_p50 >= 0.0
+
+
+class ConfidentIntern(EchoIntern):
+    """Echoes its answers with the given confidences."""
+
+    def __init__(self, answers, confidences):
+        super().__init__(
+            [{**a, "confidence": c} for a, c in zip(answers, confidences, strict=True)]
+        )
+
+
+def test_calibration_keeps_the_most_confident_answers_that_are_right_often_enough():
+    confidences = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    correct = [True, True, True, False, True, False]
+    assert calibrate(confidences, correct, 0.95) == 0.7
+    assert calibrate(confidences, correct, 0.8) == 0.5
+    assert calibrate(confidences, [False] * 6, 0.5) is None
+    # Fewer than three kept answers prove nothing.
+    assert calibrate([0.9, 0.1], [True, False], 0.95) is None
+
+
+def test_evaluate_reports_a_threshold_and_cross_fitted_coverage():
+    cities = ["Paris", "Rome", "Oslo", "Lima", "Kyoto", "Quito", "Cairo", "Bern"]
+    expected = [example(call("GetWeather", city=c), i) for i, c in enumerate(cities)]
+    # Confident answers are right, unsure ones wrong.
+    answers = [call("GetWeather", city=c if i < 6 else "Nowhere") for i, c in enumerate(cities)]
+    confidences = [0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.2, 0.1]
+    report = evaluate(ConfidentIntern(answers, confidences), expected, "tool_call")
+    assert report.defer_below == 0.94
+    assert report.scores["exact_match"] == 0.75
+    assert report.scores["served_exact_match"] == 1.0
+    # Each half judged by the other's threshold (0.95 and 0.94): 2 + 3 kept of 8.
+    assert report.scores["coverage"] == 0.625
