@@ -428,7 +428,9 @@ def main(
     requests = workload_requests(path)
     cpu_before = psutil.cpu_times()
     started = time.time()
-    with stack(settings, {}, say) as running:
+    # No training jobs: the miner finds SGD's tasks within minutes and a LoRA run would
+    # take the shared cores, and a worker busy training answers no Celery ping (its health).
+    with stack(settings, {"TRAINER_AUTO_TRAIN": "false"}, say) as running:
         soak = Soak(settings, running)
         api_key = settings.api_key_file.read_text().strip()
         asyncio.run(scenario(soak, requests, api_key, rate, duration, down_s))
