@@ -1,62 +1,40 @@
-"""The demo: replay a recorded workload through the gateway and show where calls went.
+"""`interns demo`: the flywheel, end to end, with no human step.
 
-Until interns are trained (the flywheel), this is the walking skeleton: every call goes
-client -> gateway -> router -> expert and back, and its trace reaches Kafka and the
-database. The report says how many calls were answered, how many matched the workload's
-reference answer, how many traces were stored, and how long it all took.
+It plans the time budget (printed first, with the longest it will take), starts the local
+stack with the deploy controller on and the plan's settings, replays a recorded workload
+through the gateway against the replay expert while the stack mines tasks, trains interns,
+evaluates them and rolls them out (shadow, canary, full) by itself, shows it live, and
+writes `report.json` and `report.html` into the output folder. The stack is stopped at
+the end unless asked to keep running.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import statistics
+import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy import func, select
 
-from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
-from interns.common.chat import input_from_openai, message_to_openai
-from interns.common.db import Trace, make_engine
-from interns.common.settings import SecureSettings, load_settings
-from interns.common.tls import aio_channel
-from interns.expert.replay import WorkloadRecord, load_workload
+from interns.common.db import make_engine
+from interns.common.settings import load_settings
+from interns.demo.live import StackWatcher
+from interns.demo.loop import LoopResult, Replay, run_loop
+from interns.demo.plan import make_plan, stack_environment
+from interns.demo.prices import PriceTable, load_prices
+from interns.demo.report import build_report, history, traces_stored, write_report
+from interns.expert.replay import load_workload
 from interns.expert.settings import ExpertSettings
 from interns.stack.settings import StackSettings
+from interns.stack.supervisor import StackError, load_state
+from interns.stack.supervisor import down as stack_down
+from interns.stack.supervisor import up as stack_up
 
-
-def spread(records: list[WorkloadRecord], limit: int) -> list[WorkloadRecord]:
-    """`limit` records taken evenly across the file, so that every part of it is seen."""
-    if len(records) <= limit:
-        return records
-    step = len(records) / limit
-    return [records[int(i * step)] for i in range(limit)]
-
-
-def tool_calls_of(message: dict[str, Any]) -> list[tuple[str, Any]]:
-    calls = []
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        arguments = function.get("arguments")
-        try:
-            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except json.JSONDecodeError:
-            parsed = arguments
-        calls.append((function.get("name"), parsed))
-    return calls
-
-
-def same_answer(answer: dict[str, Any], reference: dict[str, Any]) -> bool:
-    """Tool calls equal by name and parsed arguments; otherwise the text must be equal."""
-    if reference.get("tool_calls"):
-        return tool_calls_of(answer) == tool_calls_of(reference)
-    return (answer.get("content") or "").strip() == (reference.get("content") or "").strip()
+TRACE_WAIT_S = 20.0
 
 
 class MissingApiKey(RuntimeError):
@@ -76,118 +54,171 @@ def demo_api_key(settings: StackSettings) -> str:
         ) from None
 
 
-async def replay(
-    gateway_addr: str,
-    api_key: str,
-    records: list[WorkloadRecord],
-    concurrency: int,
-    progress: Progress,
-) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    task = progress.add_task("replaying through the gateway", total=len(records))
-    semaphore = asyncio.Semaphore(concurrency)
-    async with aio_channel(gateway_addr, SecureSettings()) as channel:
-        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
-
-        async def call(record: WorkloadRecord) -> None:
-            metadata = chat_pb2.RequestMetadata(
-                agent_id="demo",
-                session_id=str(record.metadata.get("session_id", "")),
-                labels={"task_label": str(record.metadata.get("task_label", ""))},
-            )
-            request = gateway_pb2.CreateChatCompletionRequest(
-                metadata=metadata, input=input_from_openai(record.request)
-            )
-            async with semaphore:
-                started = time.perf_counter()
-                try:
-                    response = await stub.CreateChatCompletion(
-                        request, timeout=60, metadata=(("authorization", f"Bearer {api_key}"),)
-                    )
-                    answer = message_to_openai(response.output.message)
-                    results.append(
-                        {
-                            "ok": True,
-                            "trace_id": response.trace_id,
-                            "target": response.route.target,
-                            "agree": same_answer(answer, record.answer),
-                            "latency_ms": (time.perf_counter() - started) * 1000,
-                        }
-                    )
-                except grpc.aio.AioRpcError as error:
-                    results.append(
-                        {"ok": False, "error": f"{error.code().name}: {error.details()}"}
-                    )
-            progress.advance(task)
-
-        await asyncio.gather(*(call(record) for record in records))
-    return results
-
-
 def wait_for_traces(database_url: str, trace_ids: list[str], timeout_s: float) -> int:
     """How many of `trace_ids` the collector has stored, waiting up to `timeout_s`."""
     engine = make_engine(database_url)
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            with engine.connect() as connection:
-                stored = connection.execute(
-                    select(func.count()).where(Trace.trace_id.in_(trace_ids))
-                ).scalar_one()
+            stored = traces_stored(engine, trace_ids)
             if stored >= len(trace_ids) or time.monotonic() > deadline:
                 return stored
-            time.sleep(0.25)
+            time.sleep(0.5)
     finally:
         engine.dispose()
 
 
-def run_demo(
-    settings: StackSettings, workload: Path | None, out: Path, limit: int, console: Console
-) -> dict[str, Any]:
-    """Replays `limit` calls of `workload` through the running stack; writes and returns
-    the report (`report["ok"]` is False when a call failed or a trace was not stored)."""
-    api_key = demo_api_key(settings)
-    path = workload or load_settings(ExpertSettings).workload
-    loaded = load_workload(path)
-    records = spread(loaded.records, limit)
-    console.print(
-        f"workload {path}: {len(loaded.records)} records ({loaded.format}),"
-        f" replaying {len(records)}"
-    )
-    started = time.monotonic()
-    with Progress(console=console) as progress:
-        results = asyncio.run(
-            replay(f"{settings.host}:{settings.gateway_port}", api_key, records, 8, progress)
+def fresh_state(settings: StackSettings, own_folder: bool) -> None:
+    """A demo starts from an empty state (no tasks, models or routes of an earlier run):
+    its own folder is emptied; a folder given by the operator must not run a stack."""
+    if any(r.process() for r in load_state(settings)):
+        raise StackError(
+            f"a stack is running in {settings.state_dir}: the demo starts its own; stop it"
+            " with 'interns down' first"
         )
-    answered = [r for r in results if r["ok"]]
-    trace_ids = [r["trace_id"] for r in answered]
-    with console.status("waiting for the traces to reach the database"):
-        stored = wait_for_traces(settings.resolved_database_url, trace_ids, timeout_s=60)
-    latencies = [r["latency_ms"] for r in answered]
-    report = {
-        "workload": str(path),
-        "calls": len(results),
-        "answered": len(answered),
-        "failed": len(results) - len(answered),
-        "errors": sorted({r["error"] for r in results if not r["ok"]})[:10],
-        "agreement_with_reference": sum(r["agree"] for r in answered) / max(len(answered), 1),
-        "intern_share": sum(r["target"] == "intern" for r in answered) / max(len(answered), 1),
-        "traces_stored": stored,
-        "latency_ms_p50": statistics.median(latencies) if latencies else None,
-        "latency_ms_p95": statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else None,
-        "duration_s": round(time.monotonic() - started, 2),
-    }
-    report["ok"] = report["failed"] == 0 and stored == len(results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    table = Table(
-        "figure", "value", title="walking skeleton: client -> gateway -> router -> expert"
-    )
-    for key, value in report.items():
-        if key != "errors":
-            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    if own_folder:
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
+def _summary(report: dict[str, Any], console: Console) -> None:
+    table = Table("figure", "value", title="the flywheel demo")
+    rows = [
+        ("calls answered / sent", f"{report['answered']} / {report['calls']}"),
+        ("traces stored", str(report["traces_stored"])),
+        ("tasks found", str(report["tasks_found"])),
+        (
+            "interns trained / passed the offline gate",
+            (f"{report['interns_trained']} / {report['versions_registered']}"),
+        ),
+        ("promotions (canary or full)", str(len(report["promotions"]))),
+        (
+            "intern share at the end / overall",
+            (f"{report['intern_share']:.1%} / {report['intern_share_overall']:.1%}"),
+        ),
+        (
+            "cost per call: expert only / with interns",
+            (
+                f"${report['cost_per_call_usd_without_interns'] or 0:.6f} /"
+                f" ${report['cost_per_call_usd_with_interns'] or 0:.6f}"
+            ),
+        ),
+        (
+            "latency p50: expert only / with interns",
+            (
+                f"{report['latency_ms_p50_without_interns'] or 0:.0f} ms /"
+                f" {report['latency_ms_p50_with_interns'] or 0:.0f} ms"
+            ),
+        ),
+        ("duration", f"{report['duration_s'] / 60:.1f} min"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
     console.print(table)
+    for goal in report["goals"]:
+        verdict = "[green]PASS[/]" if goal["passed"] else "[red]FAIL[/]"
+        console.print(
+            f"{verdict} {goal['goal']}: {goal['measured']}", highlight=False, soft_wrap=True
+        )
     for error in report["errors"]:
-        console.print(f"[red]error:[/] {error}")
-    console.print(f"report written to {out / 'report.json'}")
+        console.print(f"[red]error:[/] {error}", highlight=False)
+
+
+def run_demo(
+    settings: StackSettings,
+    workload: Path | None,
+    out: Path,
+    console: Console,
+    *,
+    limit: int = 0,
+    minutes: float = 30.0,
+    interns: int = 2,
+    serve_rate: float = 10.0,
+    prices_file: Path | None = None,
+    keep_running: bool = False,
+    own_state: bool = True,
+    live: bool | None = None,
+) -> dict[str, Any]:
+    """The whole demo; returns the report (`report["ok"]` is False when calls failed or
+    traces were not stored). `own_state`: `settings.state_dir` is the demo's own folder,
+    emptied first."""
+    began = time.monotonic()
+    budget_s = minutes * 60
+    path = Path(workload or load_settings(ExpertSettings).workload).resolve()
+    loaded = load_workload(path)
+    plan = make_plan(
+        str(path),
+        loaded.format,
+        len(loaded.records),
+        budget_s=budget_s,
+        serve_rate=serve_rate,
+        limit=limit,
+        interns=interns,
+    )
+    prices: PriceTable = load_prices(prices_file)
+    for line in plan.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+    fresh_state(settings, own_state)
+    settings.deployer = True
+    settings.workload = str(path)
+    live = console.is_terminal if live is None else live
+    with stack_environment(plan.settings), console.status("starting the local stack") as spinner:
+        stack_up(settings, lambda line: spinner.update(line))
+    console.print(
+        f"[green]stack healthy[/] in {time.monotonic() - began:.0f} s;"
+        f" logs in {settings.state_dir / 'logs'}"
+    )
+    replay = Replay(f"{settings.host}:{settings.gateway_port}", demo_api_key(settings))
+    watcher = StackWatcher(
+        settings.resolved_trainer_addr,
+        f"http://{settings.host}:{settings.deployer_ops_port}/metrics",
+    )
+    replay_started = datetime.now(UTC)
+    result = LoopResult(records=[], trace_ids=[], replay_s=0.0)
+    stored, past = 0, {"tasks_found": 0, "route_changes": [], "jobs": [], "models": []}
+    try:
+        result = asyncio.run(
+            run_loop(
+                plan,
+                loaded.records,
+                replay,
+                watcher,
+                prices,
+                console,
+                began=began,
+                deadline=began + budget_s - plan.teardown_reserve_s,
+                live=live,
+            )
+        )
+        with console.status("waiting for the last traces to reach the database"):
+            stored = wait_for_traces(settings.resolved_database_url, replay.trace_ids, TRACE_WAIT_S)
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            past = history(engine, replay_started)
+        finally:
+            engine.dispose()
+    finally:
+        watcher.close()
+        if not keep_running:
+            with console.status("stopping the stack"):
+                stack_down(settings)
+            console.print("stack stopped (--keep-running leaves it up)")
+        else:
+            console.print(f"stack left running: INTERNS_STATE_DIR={settings.state_dir}")
+        report = build_report(
+            plan,
+            replay.records,
+            past,
+            prices,
+            duration_s=time.monotonic() - began,
+            replay_s=result.replay_s or (datetime.now(UTC) - replay_started).total_seconds(),
+            extra={
+                "traces_stored": stored,
+                "cancelled_jobs": result.cancelled_jobs,
+                "state_dir": str(settings.state_dir),
+            },
+        )
+        report["ok"] = report["failed"] == 0 and stored == report["answered"]
+        json_path, html_path = write_report(report, out)
+    _summary(report, console)
+    console.print(f"report written to {json_path} and {html_path}")
     return report

@@ -128,37 +128,60 @@ def status(state_dir: StateDir = None) -> None:
 @app.command()
 def demo(
     workload: Annotated[
-        Path | None, typer.Option(help="Workload file (SGD by default, or OpenAI-format logs)")
+        Path | None,
+        typer.Option(
+            help="Workload file: SGD (the default), BFCL, or OpenAI-format logs (one"
+            " {request, response, metadata} object a line)"
+        ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder of the report")] = Path("demo-out"),
-    limit: Annotated[int, typer.Option(min=1, help="Calls to replay")] = 200,
+    out: Annotated[Path, typer.Option(help="Folder of the report (and of the demo's stack)")] = (
+        Path("demo-out")
+    ),
+    minutes: Annotated[
+        float, typer.Option(min=3, help="Time budget, stack start and stop included")
+    ] = 30.0,
+    limit: Annotated[
+        int, typer.Option(min=0, help="Send at most this many calls (0: the plan's)")
+    ] = 0,
+    interns: Annotated[
+        int, typer.Option(min=1, help="Interns the training budget is planned for")
+    ] = 2,
+    rate: Annotated[float, typer.Option(min=0.1, help="Calls a second after discovery")] = 10.0,
+    prices: Annotated[
+        Path | None, typer.Option(help="Price table, JSON or YAML (see interns.demo.prices)")
+    ] = None,
     keep_running: Annotated[bool, typer.Option(help="Leave the stack up afterwards")] = False,
+    live: Annotated[
+        bool | None, typer.Option(help="Live view (default: when stdout is a terminal)")
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Bring the stack up (if it is not) and replay a workload through the gateway,
-    checking that every call is answered and its trace stored."""
+    """The flywheel: start the stack (deploy controller on), replay a workload through the
+    gateway while Interns mines tasks, trains, evaluates and rolls out interns by itself;
+    write report.json and report.html."""
     from interns.cli.demo import MissingApiKey, run_demo
-    from interns.stack.supervisor import StackError, load_state
-    from interns.stack.supervisor import down as stack_down
-    from interns.stack.supervisor import up as stack_up
+    from interns.stack.supervisor import StackError
 
     settings = _settings(state_dir)
-    if workload is not None:
-        settings.workload = str(workload.resolve())
-    started_here = not any(r.process() for r in load_state(settings))
-    began = time.monotonic()
+    if state_dir is None:
+        settings.state_dir = out / "state"
     try:
-        if started_here:
-            with console.status("starting the local stack") as spinner:
-                stack_up(settings, lambda line: (console.print(f"  {line}"), spinner.update(line)))
-            console.print(f"[green]stack healthy[/] in {time.monotonic() - began:.1f}s")
-        report = run_demo(settings, workload, out, limit, console)
-    except (StackError, MissingPart, MissingApiKey) as error:
+        report = run_demo(
+            settings,
+            workload,
+            out,
+            console,
+            limit=limit,
+            minutes=minutes,
+            interns=interns,
+            serve_rate=rate,
+            prices_file=prices,
+            keep_running=keep_running,
+            own_state=state_dir is None,
+            live=live,
+        )
+    except (StackError, MissingPart, MissingApiKey, ValueError) as error:
         raise _fail(str(error)) from None
-    finally:
-        if started_here and not keep_running:
-            stack_down(settings)
-            console.print("stack stopped (use --keep-running to leave it up)")
     if not report["ok"]:
         raise typer.Exit(code=1)
 
