@@ -37,7 +37,7 @@ down: ## Stop the local stack
 status: ## Show each part of the local stack: health, address, pid
 	$(VENV)/bin/interns status
 
-demo: setup ## The main job: bring the stack up and run the demo (extra arguments: DEMO_ARGS)
+demo: setup ## The main job: the flywheel on the SGD workload, live, in at most 30 min; report in demo-out/ (DEMO_ARGS)
 	$(VENV)/bin/interns demo $(DEMO_ARGS)
 
 test: setup ## Every test tier: unit, service and integration (real components)
@@ -83,7 +83,12 @@ WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
 	apt-get update -qq && apt-get install -y -qq wrk; }
 .PHONY: bench-gateway bench-quick bench-pii bench-collector bench-miner bench-trainer bench-rollout
 
-bench: bench-gateway bench-pii bench-collector bench-miner bench-trainer ## Every benchmark (writes bench-results/*.json)
+# Every benchmark runs even when one fails; the summary table is written either way.
+bench: setup ## Every benchmark (about 70 min), then one table of them all: bench-results/summary.md
+	@failed=""; for target in bench-pii bench-miner bench-collector bench-gateway bench-rollout \
+		bench-trainer; do $(MAKE) --no-print-directory $$target || failed="$$failed $$target"; done; \
+	$(PY) -m interns.bench.summary --results bench-results --out bench-results/summary.md; \
+	test -z "$$failed" || { echo "failed:$$failed"; exit 1; }
 
 bench-pii: setup ## PII redaction: recall per kind on the planted corpus, false positives on SGD
 	$(PY) -m interns.trace_collector.pii_report --out bench-results/pii.json
