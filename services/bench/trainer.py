@@ -41,7 +41,7 @@ from interns.trainer.examples import load_examples, split_by_session
 from interns.trainer.export import export_version, model_name
 from interns.trainer.runtime import InternRuntime
 from interns.trainer.settings import TrainerSettings
-from interns.trainer.training import Progress, TrainConfig, train
+from interns.trainer.training import Progress, TrainConfig, set_defer_threshold, train
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_WORKLOAD = REPO.parent / "shared" / "workloads" / "sgd" / "sgd_service_calls_dev.jsonl"
@@ -161,8 +161,15 @@ def main(
         began = time.perf_counter()
         model_dir = train(spec, train_set, config, root / task.task_id, on_progress=report)
         train_seconds = time.perf_counter() - began
-        scored = evaluate(InternRuntime.load(model_dir), eval_set, task.output_kind)
-        console.print(f"  scores {scored.scores}")
+        scored = evaluate(
+            InternRuntime.load(model_dir),
+            eval_set,
+            task.output_kind,
+            target_precision=settings.gate.target_precision,
+        )
+        # As the trainer does: the exported intern defers below its calibrated threshold.
+        set_defer_threshold(model_dir, scored.defer_below)
+        console.print(f"  scores {scored.scores} defer below {scored.defer_below}")
         exported = export_version(model_dir, repository, model_name(task.task_id), 1)
         trained.append((exported.model, [e.request for e in eval_set[:latency_calls]]))
         results.append(
@@ -177,6 +184,9 @@ def main(
                 ),
                 "argument_accuracy": round(scored.scores.get("argument_accuracy", 0.0), 4),
                 "name_accuracy": round(scored.scores.get("name_accuracy", 0.0), 4),
+                "coverage": round(scored.scores.get("coverage", 0.0), 4),
+                "served_exact_match": round(scored.scores.get("served_exact_match", 0.0), 4),
+                "defer_below": scored.defer_below,
                 "train_seconds": round(train_seconds, 1),
                 "in_process_latency_ms_p50": round(scored.latency_ms_p50, 1),
             }
@@ -197,7 +207,17 @@ def main(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     table = Table(title=f"Interns on {spec.name} (SGD, held-out traces)")
-    for column in ("task", "exact", "exact w/o dates", "args", "train s", "Triton p50 ms"):
+    columns = (
+        "task",
+        "exact",
+        "exact w/o dates",
+        "args",
+        "kept",
+        "exact on kept",
+        "train s",
+        "Triton p50 ms",
+    )
+    for column in columns:
         table.add_column(column)
     for r in results:
         table.add_row(
@@ -205,10 +225,17 @@ def main(
             f"{r['exact_match']:.3f}",
             f"{r['exact_match_without_dates']:.3f}",
             f"{r['argument_accuracy']:.3f}",
+            f"{r['coverage']:.2f}",
+            f"{r['served_exact_match']:.3f}",
             f"{r['train_seconds']:.0f}",
             f"{r['latency_ms_p50']:.0f}",
         )
     console.print(table)
+    console.print(
+        "exact: every held-out call answered by the intern; kept: the share it answers at"
+        f" its calibrated confidence threshold (target {settings.gate.target_precision:.2f},"
+        " cross-fitted), exact on kept: right among those; dates compared exactly"
+    )
     console.print(f"written {out}")
     if workdir is None:
         shutil.rmtree(root, ignore_errors=True)

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 TOOL_SYSTEM = "Call one of these tools with arguments taken from the conversation.\n"
+TOOL_SYSTEM_SHORT = "Call a tool with arguments taken from the conversation."
 TEXT_SYSTEM = "Answer the conversation's last message."
 JSON_SYSTEM = "Answer the conversation's last message with one JSON object."
 
@@ -29,9 +30,14 @@ def tool_line(tool: dict[str, Any]) -> str:
     return f"{function.get('name', '')}({', '.join(params)})"
 
 
-def system_prompt(request: dict[str, Any]) -> str:
+def system_prompt(request: dict[str, Any], tool_lines: bool = True) -> str:
+    """The system line. Without `tool_lines` the tools are not listed: every example of a
+    task offers the same tools, so a fine-tuned intern learns them, and constrained
+    decoding (constrained.py) holds its answer to them; the tokens go to the conversation."""
     tools = request.get("tools") or []
     if tools:
+        if not tool_lines:
+            return TOOL_SYSTEM_SHORT
         return TOOL_SYSTEM + "\n".join(tool_line(tool) for tool in tools)
     response_format = request.get("response_format") or {}
     if response_format.get("type") in {"json_object", "json_schema"}:
@@ -59,12 +65,14 @@ def conversation(request: dict[str, Any]) -> list[dict[str, str]]:
     return turns
 
 
-def prompt_messages(request: dict[str, Any], max_turns: int | None = None) -> list[dict[str, str]]:
+def prompt_messages(
+    request: dict[str, Any], max_turns: int | None = None, tool_lines: bool = True
+) -> list[dict[str, str]]:
     """The chat messages the tokenizer's chat template renders (without the answer)."""
     turns = conversation(request)
     if max_turns is not None and len(turns) > max_turns:
         turns = turns[-max_turns:]
-    return [{"role": "system", "content": system_prompt(request)}, *turns]
+    return [{"role": "system", "content": system_prompt(request, tool_lines)}, *turns]
 
 
 def answer_text(message: dict[str, Any]) -> str:
@@ -128,7 +136,9 @@ def prompt_budget(max_length: int, answer_tokens: int) -> int:
     return max_length - answer_tokens - 1
 
 
-def encode(tokenizer: Any, request: dict[str, Any], max_prompt_tokens: int) -> list[int]:
+def encode(
+    tokenizer: Any, request: dict[str, Any], max_prompt_tokens: int, tool_lines: bool = True
+) -> list[int]:
     """The prompt's token ids, the oldest turns dropped until it fits.
 
     The system line (the tools) and the last turn are always kept; when even they do not
@@ -137,7 +147,7 @@ def encode(tokenizer: Any, request: dict[str, Any], max_prompt_tokens: int) -> l
     values the expert copied from the conversation in the prompt; dropping the agent's
     turns first keeps 53% (the agent's turns name the entities it found).
     """
-    messages = prompt_messages(request)
+    messages = prompt_messages(request, tool_lines=tool_lines)
     while True:
         ids = tokenizer.apply_chat_template(
             messages, tokenize=True, add_generation_prompt=True, return_dict=False

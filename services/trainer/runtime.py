@@ -27,12 +27,14 @@ class InternRuntime:
         answer_tokens: int,
         constrained: bool = True,
         defer_below: float | None = None,
+        tool_lines: bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.answer_tokens = answer_tokens
         self.defer_below = defer_below
+        self.tool_lines = tool_lines
         self.grammars = AnswerGrammars(tokenizer, model.config.vocab_size) if constrained else None
 
     @classmethod
@@ -60,6 +62,7 @@ class InternRuntime:
             description["answer_tokens"],
             constrained,
             description.get(DEFER_KEY),
+            description.get("tool_lines", True),
         )
 
     def generate(self, requests: list[dict[str, Any]]) -> list[tuple[str, float]]:
@@ -70,7 +73,7 @@ class InternRuntime:
         from transformers import LogitsProcessorList
 
         budget = prompt_budget(self.max_length, self.answer_tokens)
-        prompts = [encode(self.tokenizer, request, budget) for request in requests]
+        prompts = [encode(self.tokenizer, request, budget, self.tool_lines) for request in requests]
         width = max(len(ids) for ids in prompts)
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id

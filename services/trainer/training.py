@@ -47,6 +47,8 @@ class TrainConfig:
     # bfloat16 autocast where the hardware does it natively (a GPU, or a CPU with AVX512-
     # BF16 or AMX): measured 1.7x faster per step on this project's 2-core CPU machines.
     bf16: bool | None = None
+    # List the tools in the prompt (see prompting.system_prompt).
+    tool_lines: bool = True
 
 
 def bf16_supported() -> bool:
@@ -74,7 +76,10 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
     answer = tokenizer(answer_text(example.answer), add_special_tokens=False)["input_ids"]
     answer = answer[: config.answer_tokens] + [tokenizer.eos_token_id]
     prompt = encode(
-        tokenizer, example.request, prompt_budget(config.max_length, config.answer_tokens)
+        tokenizer,
+        example.request,
+        prompt_budget(config.max_length, config.answer_tokens),
+        config.tool_lines,
     )
     return {
         "input_ids": prompt + answer,
@@ -219,6 +224,7 @@ def save_intern(
         "base": asdict(spec),
         "max_length": config.max_length,
         "answer_tokens": config.answer_tokens,
+        "tool_lines": config.tool_lines,
     }
     (target / INTERN_FILE).write_text(json.dumps(description, indent=2))
     return target
