@@ -51,11 +51,15 @@ from interns.gateway.spill import SpillQueue
 
 log = get_logger(__name__)
 
-SEND_BATCH = 500
+# Traces handed to the producer at once. The sender waits for a batch's
+# acknowledgements (up to the linger) before it takes the next: this bounds the rate it
+# can send, SEND_BATCH / linger = 10,000 traces a second, far above a replica's calls.
+SEND_BATCH = 2_000
 # Traces wait this long in the producer to go out in one produce request: a few large
 # requests cost the gateway, the broker and the collector far less CPU than many small
-# ones, and nobody waits for a trace.
-LINGER_MS = 50
+# ones, and nobody waits for a trace. Measured at 800 traces/s against Tansu: 200 ms
+# instead of 50 ms cut the gateway's CPU per trace by about 15% and the broker's by 40%.
+LINGER_MS = 200
 # Bytes of traces per partition in one record batch. aiokafka's default (16 KiB, five
 # traces) made every few traces a batch of their own, and the producer spent about 55 us
 # of CPU per trace; at 256 KiB it spends about 22 us. Kafka's default limit for one batch
