@@ -25,6 +25,7 @@ from interns.common.db import database_reachable, make_engine
 from interns.common.grpc_server import MAX_MESSAGE_BYTES, GrpcServer
 from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
+from interns.common.metrics import consumer_lag_watched
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
 from interns.common.tls import aio_channel, kafka_broker, kafka_client_options, server_credentials
@@ -90,7 +91,8 @@ async def connect_router(
     # Kafka is not needed to serve: until the table's consumers start, the expert answers.
     starting = asyncio.create_task(core.consume_until_started(), name="router-consumers")
     try:
-        yield EmbeddedRouter(core.router), core.ready
+        async with consumer_lag_watched("router", core.broker):
+            yield EmbeddedRouter(core.router), core.ready
     finally:
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -12,21 +12,16 @@ to the expert when an intern fails, is slow or gives an answer that fails its ch
 from __future__ import annotations
 
 from interns.api.v1 import router_pb2, router_pb2_grpc
-from interns.common.events import ShadowCompared
 from interns.common.grpc_server import GrpcServer
 from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
 from interns.common.logging import configure_logging, get_logger
-from interns.common.metrics import EVENTS_PUBLISHED, consumer_lag_watched
+from interns.common.metrics import consumer_lag_watched
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
-from interns.common.tls import kafka_broker, server_credentials, triton_client_options
+from interns.common.tls import kafka_broker, server_credentials
 from interns.common.tracing import configure_tracing
-from interns.router.consumers import subscribe
-from interns.router.expert import ExpertClient
+from interns.router.core import RouterCore
 from interns.router.grpc_service import RouterServicer
-from interns.router.interns import InternClient
-from interns.router.routing import RoutingTable
-from interns.router.serving import Router, RouterConfig
 from interns.router.settings import RouterSettings
 
 log = get_logger(__name__)
@@ -36,36 +31,8 @@ async def main() -> None:
     settings = load_settings(RouterSettings)
     configure_logging("router", settings.log_level, settings.log_format)
     configure_tracing("router")
-    table = RoutingTable()
     broker = kafka_broker(settings, "interns-router")
-
-    subscribe(broker, table)
-    shadows = broker.publisher(ShadowCompared.topic, schema=ShadowCompared)
-
-    async def publish_shadow(comparison: ShadowCompared) -> None:
-        await shadows.publish(comparison.model_dump(mode="json"), key=comparison.key())
-        EVENTS_PUBLISHED.labels("router", ShadowCompared.topic).inc()
-
-    expert = ExpertClient(
-        settings.expert_base_url,
-        settings.expert_api_key,
-        settings.expert_timeout_s,
-        settings.expert_max_attempts,
-    )
-    interns = InternClient(
-        settings.triton_grpc_addr,
-        settings.breaker_failures,
-        settings.breaker_open_s,
-        triton_client_options(settings),
-    )
-    config = RouterConfig(
-        expert_model=settings.expert_model,
-        intern_timeout_s=settings.intern_timeout_s,
-        prices=settings.expert_prices,
-        shadow_concurrency=settings.shadow_concurrency,
-        check_share=settings.check_share,
-    )
-    router = Router(table, expert, config, interns, publish_shadow)
+    core = RouterCore(settings, broker)
     grpc_server = GrpcServer(
         "router",
         f"{settings.host}:{settings.port}",
@@ -73,7 +40,7 @@ async def main() -> None:
         credentials=server_credentials(settings),
     )
     router_pb2_grpc.add_RouterServiceServicer_to_server(
-        RouterServicer(router, table), grpc_server.server
+        RouterServicer(core.router, core.table), grpc_server.server
     )
     checks = {"kafka": lambda: broker.ping(timeout=2.0)}
     async with (
@@ -87,9 +54,8 @@ async def main() -> None:
             freeze_startup_objects()
             signal_name = await wait_for_shutdown_signal()
             log.info("router stopping", signal=signal_name)
-        await router.drain()
-    await expert.aclose()
-    await interns.close()
+        await core.router.drain()
+    await core.close_clients()
 
 
 if __name__ == "__main__":

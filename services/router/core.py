@@ -95,6 +95,10 @@ class RouterCore:
         await self.router.drain(drain_s)
         await self.broker.stop()
         self.consuming = False
+        await self.close_clients()
+
+    async def close_clients(self) -> None:
+        """Closes the expert's and Triton's clients."""
         await self.expert.aclose()
         await self.interns.close()
 
