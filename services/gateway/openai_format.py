@@ -105,9 +105,10 @@ class _ToolCall(_Body):
     type: Literal["function"] = "function"
     function: _FunctionCall
 
-    def grpc(self) -> chat_pb2.ToolCall:
-        function = chat_pb2.FunctionCall(name=self.function.name, arguments=self.function.arguments)
-        return chat_pb2.ToolCall(id=self.id, type=self.type, function=function)
+    def add_to(self, calls) -> None:
+        """Appends this call to `calls`, a repeated ToolCall field."""
+        function = {"name": self.function.name, "arguments": self.function.arguments}
+        calls.add(id=self.id, type=self.type, function=function)
 
 
 class _Message(_Body):
@@ -117,14 +118,16 @@ class _Message(_Body):
     tool_call_id: str | None = None
     tool_calls: list[_ToolCall] | None = None
 
-    def grpc(self) -> chat_pb2.ChatMessage:
-        return chat_pb2.ChatMessage(
+    def add_to(self, messages) -> None:
+        """Appends this message to `messages`, a repeated ChatMessage field."""
+        message = messages.add(
             role=self.role or "assistant",
             content=self.content or "",
             name=self.name or "",
             tool_call_id=self.tool_call_id or "",
-            tool_calls=[call.grpc() for call in self.tool_calls or ()],
         )
+        for call in self.tool_calls or ():
+            call.add_to(message.tool_calls)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -153,16 +156,17 @@ class _Tool(_Body):
     type: Literal["function"] = "function"
     function: _FunctionDefinition
 
-    def grpc(self) -> chat_pb2.Tool:
+    def add_to(self, tools) -> None:
+        """Appends this tool to `tools`, a repeated Tool field."""
         function = self.function
         parameters = function.parameters
-        return chat_pb2.Tool(
+        tools.add(
             type="function",
-            function=chat_pb2.FunctionDefinition(
-                name=function.name,
-                description=function.description or "",
-                parameters_json=_json_text(parameters) if parameters is not None else "",
-            ),
+            function={
+                "name": function.name,
+                "description": function.description or "",
+                "parameters_json": _json_text(parameters) if parameters is not None else "",
+            },
         )
 
 
@@ -228,12 +232,12 @@ class ChatCompletionBody(_Body):
 
     def chat_input(self) -> chat_pb2.ChatCompletionInput:
         """The body as the gRPC API's input, built straight from the parsed body (as
-        `input_from_openai` would from its dict, without making that dict first)."""
+        `input_from_openai` would from its dict, without making that dict first). The
+        messages and tools are built in place (`add`): a message given to a constructor
+        is copied, which cost a third of the time."""
         fmt = self.response_format
         chat = chat_pb2.ChatCompletionInput(
             model=self.model or "",
-            messages=[message.grpc() for message in self.messages],
-            tools=[tool.grpc() for tool in self.tools or ()],
             tool_choice=self.tool_choice or "",
             response_format=chat_pb2.ResponseFormat(
                 type=fmt.type,
@@ -242,6 +246,10 @@ class ChatCompletionBody(_Body):
             if fmt is not None
             else None,
         )
+        for message in self.messages:
+            message.add_to(chat.messages)
+        for tool in self.tools or ():
+            tool.add_to(chat.tools)
         if self.temperature is not None:
             chat.temperature = self.temperature
         max_tokens = self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
