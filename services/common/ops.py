@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -70,7 +70,10 @@ class UvicornRunner:
     manager. On exit it stops taking connections and lets requests in flight finish within
     `grace_s` seconds (None: as long as they take)."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, grace_s: float | None = None):
+    def __init__(
+        self, app: ASGIApp, host: str, port: int, grace_s: float | None = None, **options: Any
+    ):
+        """`options`: more of uvicorn's settings (`uvicorn.Config`)."""
         config = uvicorn.Config(
             app,
             host=host,
@@ -78,6 +81,7 @@ class UvicornRunner:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=grace_s,
+            **options,
         )
         self._server = _ServerWithoutSignals(config)
         self._task: asyncio.Task | None = None

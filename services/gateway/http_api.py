@@ -31,6 +31,7 @@ from interns.api.v1 import gateway_pb2
 from interns.common.logging import get_logger
 from interns.common.ops import UvicornRunner
 from interns.gateway.calls import CallContext, Gateway, GatewayError
+from interns.gateway.coalesced_writes import CoalescingHttpToolsProtocol
 from interns.gateway.openai_format import (
     ApiError,
     ChatCompletionBody,
@@ -204,9 +205,10 @@ def build_http_app(gateway: Gateway, max_body_bytes: int, models: Sequence[str])
 
 
 class HttpServer(UvicornRunner):
-    """Serves the OpenAI-compatible API on `host:port` inside the service's event loop.
-    On exit it takes no new connections and lets calls in flight (streams too) finish
-    within `grace_s` seconds, as the gRPC server does."""
+    """Serves the OpenAI-compatible API on `host:port` inside the service's event loop,
+    each response in one socket write (`interns.gateway.coalesced_writes`). On exit it
+    takes no new connections and lets calls in flight (streams too) finish within
+    `grace_s` seconds, as the gRPC server does."""
 
     def __init__(
         self,
@@ -217,4 +219,10 @@ class HttpServer(UvicornRunner):
         models: Sequence[str],
         grace_s: float = 10.0,
     ):
-        super().__init__(build_http_app(gateway, max_body_bytes, models), host, port, grace_s)
+        super().__init__(
+            build_http_app(gateway, max_body_bytes, models),
+            host,
+            port,
+            grace_s,
+            http=CoalescingHttpToolsProtocol,
+        )
