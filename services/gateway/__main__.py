@@ -111,6 +111,7 @@ async def main() -> None:
             spill_dir=settings.spill_dir,
             spill_max_bytes=settings.spill_max_bytes,
             send_timeout_s=settings.trace_send_timeout_s,
+            linger_ms=settings.trace_linger_ms,
             kafka_options=kafka_client_options(settings),
         )
         if settings.trace_publishing

@@ -107,6 +107,7 @@ class TracePublisher:
         spill_max_bytes: int = 1 << 30,
         send_timeout_s: float = 5.0,
         kafka_options: dict[str, Any] | None = None,
+        linger_ms: int = LINGER_MS,
     ):
         self._bootstrap_servers = bootstrap_servers
         self._kafka_options = kafka_options or {}  # security (interns.common.tls)
@@ -116,6 +117,7 @@ class TracePublisher:
         self._spill_dir = Path(spill_dir)
         self._spill_max_bytes = spill_max_bytes
         self._send_timeout_s = send_timeout_s
+        self._linger_ms = linger_ms
         self._memory: deque[Trace] = deque()
         self._in_flight: list[Trace] = []
         self._being_spilled = 0
@@ -347,7 +349,7 @@ class TracePublisher:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
             acks="all",
-            linger_ms=LINGER_MS,
+            linger_ms=self._linger_ms,
             max_batch_size=MAX_BATCH_BYTES,
             # A down broker is noticed within the send timeout, not aiokafka's 40 s.
             request_timeout_ms=timeout_ms,
