@@ -29,6 +29,20 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+# Net new container objects that start a collection of the youngest generation (CPython's
+# default: 700). A serving process makes and frees thousands per call; at 700 the gateway
+# collected several hundred times a second, about 11 us per call and pauses of up to 7 ms,
+# for objects that reference counting frees anyway. Cyclic garbage still triggers a
+# collection once this many objects pile up.
+SERVING_GC_THRESHOLD = 20_000
+
+
+def collect_garbage_less_often() -> None:
+    """Raises the youngest generation's threshold to SERVING_GC_THRESHOLD (for processes on
+    a per-call serving path; measured on the gateway: 9% less CPU per call)."""
+    gc.set_threshold(SERVING_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 async def wait_for_shutdown_signal() -> str:
     """Returns the name of the first SIGTERM or SIGINT received."""
     loop = asyncio.get_running_loop()

@@ -23,7 +23,12 @@ from sqlalchemy.engine import Engine
 from interns.api.v1 import gateway_pb2, gateway_pb2_grpc, router_pb2_grpc
 from interns.common.db import database_reachable, make_engine
 from interns.common.grpc_server import MAX_MESSAGE_BYTES, GrpcServer
-from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
+from interns.common.lifecycle import (
+    collect_garbage_less_often,
+    freeze_startup_objects,
+    run,
+    wait_for_shutdown_signal,
+)
 from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import consumer_lag_watched
 from interns.common.ops import OpsServer
@@ -157,6 +162,7 @@ async def main() -> None:
             trace_publishing=settings.trace_publishing,
         )
         freeze_startup_objects()
+        collect_garbage_less_often()
         signal_name = await wait_for_shutdown_signal()
         log.info("gateway stopping", signal=signal_name)
     await publisher.stop()

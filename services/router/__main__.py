@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from interns.api.v1 import router_pb2, router_pb2_grpc
 from interns.common.grpc_server import GrpcServer
-from interns.common.lifecycle import freeze_startup_objects, run, wait_for_shutdown_signal
+from interns.common.lifecycle import (
+    collect_garbage_less_often,
+    freeze_startup_objects,
+    run,
+    wait_for_shutdown_signal,
+)
 from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import consumer_lag_watched
 from interns.common.ops import OpsServer
@@ -52,6 +57,7 @@ async def main() -> None:
         async with grpc_server:
             log.info("router serving", port=grpc_server.port, expert=settings.expert_base_url)
             freeze_startup_objects()
+            collect_garbage_less_often()
             signal_name = await wait_for_shutdown_signal()
             log.info("router stopping", signal=signal_name)
         await core.router.drain()
