@@ -91,9 +91,6 @@ def triton_env(venv_bin: str) -> dict[str, str]:
     return {
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "LD_LIBRARY_PATH": library_path,
-        # The stub's embedded Python starts in the ASCII locale: torch's inductor then
-        # fails to read its UTF-8 templates on an intern's first generation.
-        "PYTHONUTF8": "1",
     }
 
 

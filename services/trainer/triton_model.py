@@ -10,6 +10,7 @@ logic is the plain function `answer_batch`, tested without Triton.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,13 @@ def answer_batch(answer: Answer, batch: list[list[bytes]]) -> list[list[bytes] |
 
 class TritonPythonModel:
     def initialize(self, args):
+        import locale
+
+        # Triton's stub starts Python isolated, in the C locale: files opened without an
+        # encoding would be read as ASCII (torch's inductor fails on its UTF-8 templates at
+        # the first generation).
+        with contextlib.suppress(locale.Error):
+            locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
         from interns.trainer.runtime import InternRuntime
 
         self.runtime = InternRuntime.load(Path(__file__).resolve().parent / "model")
