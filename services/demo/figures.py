@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -93,6 +93,15 @@ def route_shares(records: list[CallRecord]) -> dict[str, float]:
     answered = [r for r in records if r.ok]
     n = max(len(answered), 1)
     return {route: sum(r.route == route for r in answered) / n for route in ROUTES}
+
+
+def fallback_reasons(records: list[CallRecord], top: int = 5) -> dict[str, int]:
+    """Why calls meant for an intern went to the expert, the most frequent first (numbers
+    in the reasons, such as confidences, are left out so that alike reasons count as one)."""
+    reasons = Counter(
+        re.sub(r"\d+(\.\d+)?", "N", r.reason) for r in records if r.ok and r.route == "fallback"
+    )
+    return dict(reasons.most_common(top))
 
 
 def final_share(records: list[CallRecord], tail: float = FINAL_SHARE_TAIL) -> float:

@@ -124,6 +124,7 @@ def build_report(
         " answered calls that interns served",
         "intern_share_overall": figures.route_shares(records)["intern"],
         "route_shares_overall": figures.route_shares(records),
+        "fallback_reasons": figures.fallback_reasons(records),
         **figures.agreement(records),
         "agreement_rule": "exact tool-call match (name and every argument) with the expert's"
         " answer; intern_agreement skips date arguments (the SGD dialogues never say what day"
