@@ -12,6 +12,7 @@ from interns.demo.figures import (
     agreement,
     compare,
     costs,
+    fallback_reasons,
     final_share,
     goals,
     per_task,
@@ -216,3 +217,14 @@ def test_a_price_table_file_overrides_the_defaults(tmp_path):
     assert prices.expert_prompt_per_million == 5 and prices.intern_cpus == 2
     assert prices.expert_completion_per_million == PriceTable().expert_completion_per_million
     assert load_prices(None) == PriceTable()
+
+
+def test_fallback_reasons_are_counted_alike_whatever_their_numbers():
+    records = [record(t, "fallback") for t in range(3)] + [record(4, "expert")]
+    records[0].reason = "fallback: intern deferred (confidence 0.12)"
+    records[1].reason = "fallback: intern deferred (confidence 0.31)"
+    records[2].reason = "fallback: timeout after 8.0 s"
+    assert fallback_reasons(records) == {
+        "fallback: intern deferred (confidence N)": 2,
+        "fallback: timeout after N s": 1,
+    }
