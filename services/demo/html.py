@@ -227,6 +227,10 @@ def render_html(report: dict[str, Any]) -> str:
         task_rows,
     )
     rollouts = _table(["task", "minute", "mode", "target", "by", "why"], history_rows)
+    fallbacks = _table(
+        ["why a call meant for an intern went to the expert", "calls"],
+        [[reason, count] for reason, count in report.get("fallback_reasons", {}).items()],
+    )
     plots = "".join(
         f"<figure>{plot(report)}</figure>"
         for plot in (share_plot, rollout_plot, quality_plot, savings_plot)
@@ -248,5 +252,6 @@ an intern's cost is its measured serving time.</p>
 <h2>Plots</h2>{plots}
 <h2>Tasks</h2>{tasks}
 <h2>Rollout history</h2>{rollouts}
+<h2>Fallbacks</h2>{fallbacks}
 </body></html>
 """
