@@ -54,14 +54,23 @@ def _tool_calls(calls) -> list[dict[str, Any]] | None:
 
 
 def _message(message: chat_pb2.ChatMessage) -> dict[str, Any]:
-    # `MessageRecord`: every field present, None where the message has none.
-    calls = _tool_calls(message.tool_calls)
+    # `MessageRecord`: every field present, None where the message has none. Most
+    # messages call no tool: their branch reads no tool-call field (a trace holds ~10).
+    calls = message.tool_calls
+    if not calls:
+        return {
+            "role": message.role,
+            "content": message.content,
+            "name": message.name or None,
+            "tool_call_id": message.tool_call_id or None,
+            "tool_calls": None,
+        }
     return {
         "role": message.role,
-        "content": None if calls and not message.content else message.content,
+        "content": message.content or None,
         "name": message.name or None,
         "tool_call_id": message.tool_call_id or None,
-        "tool_calls": calls,
+        "tool_calls": _tool_calls(calls),
     }
 
 
