@@ -11,6 +11,7 @@ the end unless asked to keep running.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from interns.common.db import make_engine
 from interns.common.settings import load_settings
 from interns.demo.live import StackWatcher
 from interns.demo.loop import LoopResult, Replay, run_loop
-from interns.demo.plan import make_plan, stack_environment
+from interns.demo.plan import machine_slowdown, make_plan, stack_environment
 from interns.demo.prices import PriceTable, load_prices
 from interns.demo.report import build_report, history, traces_stored, write_report
 from interns.expert.replay import load_workload
@@ -153,6 +154,7 @@ def run_demo(
         serve_rate=serve_rate,
         limit=limit,
         interns=interns,
+        slowdown=machine_slowdown(os.getloadavg()[0], os.cpu_count() or 1),
     )
     prices: PriceTable = load_prices(prices_file)
     for line in plan.lines():

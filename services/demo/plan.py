@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field
 # Measured on this 2-core machine (SmolLM2-135M, LoRA on 8 layers, batch 8, 416 tokens):
 # about 6 s a step when quiet; the demo's own traffic and neighbours make it slower.
 SECONDS_PER_STEP = 7.5
-# Per job besides its steps: loading the base model, evaluating the held-out calls,
-# exporting; then the deploy controller's load into Triton and warm-up.
-JOB_OVERHEAD_S = 150.0
+# Per job besides its steps, on a quiet machine: loading the base model, evaluating the
+# held-out calls (about 20, a second or two each), exporting.
+JOB_OVERHEAD_S = 90.0
 # A rollout from a registered version to full: load, shadow, canary (measured figures vary
 # with the task's share of the traffic; this is what the demo plans for).
 ROLLOUT_S = 300.0
@@ -56,6 +56,8 @@ class DemoPlan(BaseModel):
         description="No job starts after this (seconds after the replay starts): queued ones"
         " are cancelled, as they could not be rolled out in time"
     )
+    slowdown: float = Field(1.0, description="How much slower than a quiet machine it plans")
+    interns: int = Field(description="Interns the training budget is shared by")
     min_agreement: float
     min_samples: int
     canary_shares: list[float]
@@ -80,9 +82,15 @@ class DemoPlan(BaseModel):
                 f"  {phase.name:>8}: {phase.start_s / 60:4.1f}-{phase.end_s / 60:4.1f} min,"
                 f" {phase.rate:g} calls/s"
             )
+        if self.slowdown > 1:
+            lines.append(
+                f"the machine is busy: training planned {self.slowdown:.1f}x slower than on a"
+                " quiet one"
+            )
         lines += [
-            f"a task gets an intern from {self.min_examples} traces; each intern trains"
-            f" {self.max_steps} steps; no job starts after {self.training_deadline_s / 60:.1f} min",
+            f"a task gets an intern from {self.min_examples} traces; training planned for"
+            f" {self.interns} intern(s) of {self.max_steps} steps, the most frequent tasks first;"
+            f" no job starts after {self.training_deadline_s / 60:.1f} min",
             f"rollouts: shadow, canary {', '.join(f'{s:.0%}' for s in self.canary_shares)}, full;"
             f" each step needs {self.min_samples} live comparisons with agreement"
             f" >= {self.min_agreement:.0%} (expert checks of {self.check_share:.0%} of the"
@@ -102,10 +110,12 @@ def make_plan(
     teardown_reserve_s: float = 60.0,
     seconds_per_step: float = SECONDS_PER_STEP,
     interns: int = 2,
+    slowdown: float = 1.0,
 ) -> DemoPlan:
     """The plan for a workload of `records` calls and a budget of `budget_s` seconds (stack
     start and stop included); `limit` caps the calls sent (0: no cap); the training budget
-    is shared by the `interns` most frequent tasks (more start if time is left)."""
+    is shared by the `interns` most frequent tasks (more start if time is left); training
+    and evaluation are planned `slowdown` times slower than on a quiet machine."""
     if records < 1:
         raise ValueError("the workload has no record to replay")
     replay_s = budget_s - startup_reserve_s - teardown_reserve_s
@@ -133,9 +143,13 @@ def make_plan(
     first_job_s = 0.4 * discover_s
     # Jobs run one after the other; the last must be rolled out with time left to serve.
     train_window = replay_s - first_job_s - ROLLOUT_S - 0.15 * replay_s
-    per_job = train_window / max(interns, 1) - JOB_OVERHEAD_S
-    max_steps = max(2, min(120, int(per_job / seconds_per_step)))
-    job_s = JOB_OVERHEAD_S + max_steps * seconds_per_step
+    step_s, overhead_s = seconds_per_step * slowdown, JOB_OVERHEAD_S * slowdown
+    # A busy machine trains fewer interns, the most frequent tasks' (their jobs come first),
+    # rather than more interns too short to learn anything.
+    interns = max(1, round(interns / slowdown))
+    per_job = train_window / interns - overhead_s
+    max_steps = max(2, min(120, int(per_job / step_s)))
+    job_s = overhead_s + max_steps * step_s
     # On a short budget no job could be rolled out anyway: let the first ones run.
     training_deadline_s = max(0.5 * replay_s, replay_s - job_s - ROLLOUT_S)
     min_agreement, min_samples, canary_shares, check_share = 0.95, 20, [0.5], 0.5
@@ -181,6 +195,8 @@ def make_plan(
         workload_format=workload_format,
         records=records,
         calls=calls,
+        slowdown=round(slowdown, 2),
+        interns=interns,
         phases=phases,
         startup_reserve_s=startup_reserve_s,
         teardown_reserve_s=teardown_reserve_s,
@@ -193,6 +209,12 @@ def make_plan(
         check_share=check_share,
         settings=settings,
     )
+
+
+def machine_slowdown(load_average: float, cores: int, most: float = 4.0) -> float:
+    """How much slower than on a quiet machine training will run: the neighbours' load plus
+    the demo's own training job, over the cores (1 on a quiet machine, at most `most`)."""
+    return min(most, max(1.0, (load_average + 1) / max(cores, 1)))
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from interns.demo.loop import jobs_to_cancel, schedule
-from interns.demo.plan import make_plan, stack_environment
+from interns.demo.plan import machine_slowdown, make_plan, stack_environment
 from interns.expert.replay import WorkloadRecord
 
 SGD_RECORDS = 6027
@@ -121,3 +121,16 @@ def test_queued_jobs_are_cancelled_once_none_could_be_rolled_out_in_time():
     assert jobs_to_cancel(jobs, late, plan, replay_over=False, cancelled=["c"]) == []
     # When the replay is over nothing may go on training.
     assert jobs_to_cancel(jobs, early, plan, replay_over=True, cancelled=[]) == ["b", "c"]
+
+
+def test_a_busy_machine_gets_fewer_longer_interns_not_more_useless_ones():
+    assert machine_slowdown(0.3, cores=2) == 1.0
+    assert machine_slowdown(3.0, cores=2) == 2.0
+    assert machine_slowdown(40.0, cores=2) == 4.0
+    quiet = make_plan("sgd.jsonl", "sgd", SGD_RECORDS)
+    busy = make_plan("sgd.jsonl", "sgd", SGD_RECORDS, slowdown=4.0)
+    assert quiet.interns == 2 and busy.interns == 1
+    # Each step is planned 4 times slower: fewer steps, but enough to learn something.
+    assert 10 <= busy.max_steps < quiet.max_steps
+    assert any("4.0x slower" in line for line in busy.lines())
+    assert not any("slower" in line for line in quiet.lines())

@@ -117,7 +117,7 @@ def test_the_demo_runs_the_loop_on_an_unseen_workload_within_its_budget(tmp_path
 
     printed = output.getvalue()
     assert "finishes in at most 6 minutes" in printed
-    assert "each intern trains 2 steps" in printed
+    assert "intern(s) of 2 steps" in printed
     assert report["ok"], report["errors"]
     assert report["duration_s"] <= 6 * 60
     assert report["answered"] == report["calls"] > 80  # one pass and more
