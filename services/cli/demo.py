@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from interns.common.db import make_engine
 from interns.common.settings import load_settings
@@ -193,13 +194,16 @@ def run_demo(
         )
         with console.status("waiting for the last traces to reach the database"):
             stored = wait_for_traces(settings.resolved_database_url, replay.trace_ids, TRACE_WAIT_S)
+    finally:
+        watcher.close()
+        # Read even when interrupted: the report says how far the loop got.
         engine = make_engine(settings.resolved_database_url)
         try:
             past = history(engine, replay_started)
+        except SQLAlchemyError as error:
+            console.print(f"[yellow]the stack's history could not be read:[/] {error}")
         finally:
             engine.dispose()
-    finally:
-        watcher.close()
         if not keep_running:
             with console.status("stopping the stack"):
                 stack_down(settings)
