@@ -170,3 +170,27 @@ async def test_when_the_router_is_down_the_call_fails_unavailable_and_is_traced(
         await stub.CreateChatCompletion(weather_request(), timeout=5, metadata=KEY)
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     assert publisher.traces[-1].status == "error"
+
+
+async def test_an_embedded_router_that_fails_gives_unknown_as_a_remote_one_does(weather_log):
+    publisher = RecordingPublisher()
+    async with replay_expert(weather_log) as expert:
+        router = make_router(expert)
+
+        def broken(chat, metadata):
+            raise RuntimeError("table corrupt")
+
+        router._route = broken
+        gateway = Gateway(EmbeddedRouter(router), publisher, 10.0, team_admission())
+        server = GrpcServer("gateway", "127.0.0.1:0", ["interns.api.v1.GatewayService"], grace=1)
+        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
+            GatewayServicer(gateway), server.server
+        )
+        async with server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await stub.CreateChatCompletion(weather_request(), timeout=10, metadata=KEY)
+    assert failed.value.code() == grpc.StatusCode.UNKNOWN
+    assert "table corrupt" in failed.value.details()
+    (trace,) = publisher.traces
+    assert trace.status == "error" and trace.error.startswith("UNKNOWN")
