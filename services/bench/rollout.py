@@ -447,7 +447,9 @@ def main(
     for number in range(rounds):
         state = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
         settings = fresh_settings(state, weather_workload(state / "weather.jsonl"))
-        env = {"deployer": DEPLOYER_ENV, "router": ROUTER_ENV, "gateway": GATEWAY_ENV}
+        # The gateway's embedded router serves the calls: it takes the router's settings.
+        gateway = {**GATEWAY_ENV, **ROUTER_ENV}
+        env = {"deployer": DEPLOYER_ENV, "router": ROUTER_ENV, "gateway": gateway}
         with running_parts(settings, PARTS, env):
             run = asyncio.run(scenario(settings, concurrency, good_calls))
         shutil.rmtree(state)  # kept, with the parts' logs, when the round fails
