@@ -29,6 +29,12 @@ class TrainingOptions(BaseModel):
     trainable_layers: int | None = Field(
         8, ge=1, description="LoRA on the top layers only (None: every layer)"
     )
+    # Measured on the same SGD sub-task and split (4 epochs, 416 tokens, constrained
+    # decoding): tools listed in the prompt 0.48 exact match, 0.67 argument accuracy; not
+    # listed (their 169 tokens go to the conversation) 0.56 and 0.77.
+    tool_lines: bool = Field(
+        False, description="List the request's tools in the prompt (a task's are always the same)"
+    )
 
 
 class TrainerSettings(ServiceSettings):

@@ -47,8 +47,8 @@ class TrainConfig:
     # bfloat16 autocast where the hardware does it natively (a GPU, or a CPU with AVX512-
     # BF16 or AMX): measured 1.7x faster per step on this project's 2-core CPU machines.
     bf16: bool | None = None
-    # List the tools in the prompt (see prompting.system_prompt).
-    tool_lines: bool = True
+    # List the tools in the prompt (see prompting.system_prompt and TrainingOptions).
+    tool_lines: bool = False
 
 
 def bf16_supported() -> bool:
