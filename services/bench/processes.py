@@ -278,3 +278,20 @@ def gateway_variant(
         stop_all([running])
         raise
     return running
+
+
+def fresh_settings(state_dir: Path, workload: Path, **overrides) -> StackSettings:
+    """Stack settings on free ports, in `state_dir`, with the replay expert on `workload`
+    and nothing taken from the operator's environment; `overrides` set the rest."""
+    ports = {name: free_port() for name in StackSettings.model_fields if name.endswith("_port")}
+    return StackSettings(
+        state_dir=state_dir,
+        database_url="",
+        expert_base_url="",
+        trainer_addr="",
+        kafka_bootstrap_servers="",
+        api_key="",
+        workload=str(workload),
+        **ports,
+        **overrides,
+    )

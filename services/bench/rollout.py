@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlmodel import Session
 
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
-from interns.bench.processes import free_port
+from interns.bench.processes import fresh_settings
 from interns.common.chat import input_from_openai
 from interns.common.db import ModelVersion, Task, make_engine
 from interns.common.events import Event, ModelRegistered, RolloutChanged
@@ -417,22 +417,6 @@ async def scenario(settings: StackSettings, concurrency: int, good_calls: int) -
     }
 
 
-def fresh_settings(state_dir: Path, workload: Path) -> StackSettings:
-    """Stack settings on free ports, in `state_dir`, with the replay expert on `workload`."""
-    ports = {name: free_port() for name in StackSettings.model_fields if name.endswith("_port")}
-    return StackSettings(
-        state_dir=state_dir,
-        database_url="",
-        expert_base_url="",
-        trainer_addr="",
-        kafka_bootstrap_servers="",
-        api_key="",
-        workload=str(workload),
-        deployer=True,
-        **ports,
-    )
-
-
 @app.command()
 def main(
     out: Path = typer.Option(Path("bench-results/rollout.json"), help="Result file"),
@@ -446,7 +430,7 @@ def main(
     runs = []
     for number in range(rounds):
         state = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
-        settings = fresh_settings(state, weather_workload(state / "weather.jsonl"))
+        settings = fresh_settings(state, weather_workload(state / "weather.jsonl"), deployer=True)
         # The gateway's embedded router serves the calls: it takes the router's settings.
         gateway = {**GATEWAY_ENV, **ROUTER_ENV}
         env = {"deployer": DEPLOYER_ENV, "router": ROUTER_ENV, "gateway": gateway}

@@ -49,7 +49,7 @@ from rich.table import Table
 from sqlalchemy import bindparam, text
 
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
-from interns.bench.processes import free_port, stack
+from interns.bench.processes import fresh_settings, stack
 from interns.common.chat import input_from_openai
 from interns.common.db import make_engine
 from interns.expert.replay import load_workload
@@ -447,21 +447,6 @@ def failed_goals(result: dict) -> list[str]:
     return [f"{name}: {value}" for name, value in checks.items() if value]
 
 
-def soak_settings(state_dir: Path, workload: Path) -> StackSettings:
-    ports = {name: free_port() for name in StackSettings.model_fields if name.endswith("_port")}
-    return StackSettings(
-        state_dir=state_dir,
-        database_url="",
-        expert_base_url="",
-        trainer_addr="",
-        kafka_bootstrap_servers="",
-        api_key="",
-        workload=str(workload),
-        start_timeout_s=300,
-        **ports,
-    )
-
-
 app = typer.Typer(add_completion=False)
 
 
@@ -479,7 +464,7 @@ def main(
     duration = 75.0 if quick else duration
     path = workload or ExpertSettings().workload
     state = Path(tempfile.mkdtemp(prefix="soak-"))
-    settings = soak_settings(state, path)
+    settings = fresh_settings(state, path, start_timeout_s=300)
     say(f"state folder {state}; workload {path}; {rate:g} calls/s for {duration:.0f} s")
     storage = broker_storage(next(c for c in build_components(settings) if c.name == "kafka"))
     if storage == "memory":

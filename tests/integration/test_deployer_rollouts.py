@@ -49,7 +49,7 @@ ENV = {
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     state = tmp_path_factory.mktemp("deployer")
-    settings = fresh_settings(state, weather_workload(state / "weather.jsonl"))
+    settings = fresh_settings(state, weather_workload(state / "weather.jsonl"), deployer=True)
     with running_parts(settings, ["kafka", "triton", "expert", "router", "deployer"], ENV):
         yield settings
 
