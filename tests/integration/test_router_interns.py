@@ -58,10 +58,10 @@ BAD = GOOD.replace('"name": "GetWeather"', '"name": "LaunchRockets"')
 # An intern unsure about Paris: it marks that answer `defer` (below its calibrated
 # confidence threshold), as a trained intern does.
 UNSURE = GOOD.replace(
-    "    return {\"tool_calls\"",
-    "    if city == \"Paris\":\n"
-    "        return {\"content\": None, \"confidence\": 0.2, \"defer\": True}\n"
-    "    return {\"confidence\": 0.97, \"tool_calls\"",
+    '    return {"tool_calls"',
+    '    if city == "Paris":\n'
+    '        return {"content": None, "confidence": 0.2, "defer": True}\n'
+    '    return {"confidence": 0.97, "tool_calls"',
 )
 
 
