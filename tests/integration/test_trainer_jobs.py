@@ -176,6 +176,7 @@ def resumed_job(stack, tmp_path_factory):
         "TRAINER_EVAL_SHARE": "0.3",
         # The tiny model copies values poorly: the gate is opened so that it is exported.
         "TRAINER_GATE__TOOL_CALL": "0",
+        "TRAINER_GATE__SELECTIVE": "false",
         "TRAINER_GATE__MIN_EVAL_EXAMPLES": "1",
         "LOG_FORMAT": "console",
         "PYTHONUNBUFFERED": "1",
