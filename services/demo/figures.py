@@ -20,7 +20,7 @@ from typing import Any
 from interns.common.answers import score_call
 from interns.demo.prices import PriceTable
 
-ROUTES = ("intern", "expert", "fallback")
+ROUTES = ("intern", "expert", "fallback", "deferred")
 # The share "by the end of the replay": over the last tenth of the calls.
 FINAL_SHARE_TAIL = 0.1
 AGREEMENT_IN_REASON = re.compile(r"agreement (\d+(?:\.\d+)?)")
@@ -48,10 +48,14 @@ class CallRecord:
 
     @property
     def route(self) -> str:
-        """intern, expert, or fallback (meant for an intern, answered by the expert)."""
+        """intern, expert, fallback (meant for an intern that failed, answered by the
+        expert) or deferred (meant for an intern that chose not to answer it)."""
         if self.target == "intern":
             return "intern"
-        return "fallback" if self.reason.startswith("fallback") else "expert"
+        for route in ("fallback", "deferred"):
+            if self.reason.startswith(f"{route}:"):
+                return route
+        return "expert"
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "route": self.route}

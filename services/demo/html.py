@@ -7,7 +7,12 @@ import html
 import io
 from typing import Any
 
-ROUTE_COLOURS = {"intern": "#2e7d32", "fallback": "#f9a825", "expert": "#90a4ae"}
+ROUTE_COLOURS = {
+    "intern": "#2e7d32",
+    "deferred": "#81c784",
+    "fallback": "#f9a825",
+    "expert": "#90a4ae",
+}
 
 
 def intern_share_of(change: dict[str, Any]) -> float:

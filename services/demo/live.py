@@ -233,8 +233,9 @@ def plain_line(state: DemoState, snapshot: Snapshot) -> str:
     ]
     return (
         f"[{_clock(state.elapsed_s)}] {state.phase} {len(state.records)} calls;"
-        f" last {RECENT_S:.0f} s: intern {shares['intern']:.0%} fallback {shares['fallback']:.0%}"
-        f" expert {shares['expert']:.0%}; tasks {len(snapshot.tasks)}; jobs done {done}"
+        f" last {RECENT_S:.0f} s: intern {shares['intern']:.0%} deferred {shares['deferred']:.0%}"
+        f" fallback {shares['fallback']:.0%} expert {shares['expert']:.0%};"
+        f" tasks {len(snapshot.tasks)}; jobs done {done}"
         + (f", active: {'; '.join(jobs)}" if jobs else "")
         + (f"; rollouts: {'; '.join(rollouts)}" if rollouts else "")
     )

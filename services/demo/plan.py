@@ -166,10 +166,6 @@ def make_plan(
         "DEPLOYER_CANARY_SHARES": json.dumps(canary_shares),
         "DEPLOYER_GATE__MIN_SAMPLES": str(min_samples),
         "DEPLOYER_GATE__MIN_AGREEMENT": str(min_agreement),
-        # A selective intern defers its unsure calls to the expert, and the router counts
-        # each as a fallback: the gate allows what the trainer's least coverage (0.2) does.
-        # Quality is not at stake (the expert answers them); the share of interns is.
-        "DEPLOYER_GATE__MAX_FALLBACK_RATE": "0.8",
         "DEPLOYER_STAGE_TIMEOUT_S": str(int(ROLLOUT_S)),
         "DEPLOYER_TICK_S": "0.5",
         "DEPLOYER_WARMUP_REQUESTS": "2",

@@ -1,5 +1,7 @@
 """Serving one call: pick the route, call the intern or the expert, and fall back to the
-expert whenever the intern cannot give a checked answer in time (a cascade)."""
+expert whenever the intern cannot give a checked answer in time (a cascade). An intern that
+defers (not confident enough) leaves the call to the expert too, by design: a deferral is
+its own outcome, neither a fallback nor a failed check."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from interns.router.interns import InternClient, InternDeferred, InternFailed
 from interns.router.routing import Decision, RoutingTable
 
 log = get_logger(__name__)
+# The first word of the reason of a call its intern deferred to the expert.
+DEFERRED = "deferred"
 PublishShadow = Callable[[ShadowCompared], Awaitable[None]]
 
 
@@ -98,6 +102,17 @@ class Router:
             mode=decision.mode,
         )
 
+    def _deferred(self, decision: Decision, why: str) -> Decision:
+        """The expert answers a call its intern chose not to (below its calibrated
+        confidence): no fallback, the intern works as designed."""
+        return Decision(
+            "expert",
+            self._config.expert_model,
+            task_id=decision.task_id,
+            reason=f"{DEFERRED}: {why}",
+            mode=decision.mode,
+        )
+
     def _intern_budget(self, deadline_s: float | None) -> float:
         """The intern gets at most half of what is left, so the expert can still answer."""
         budget = self._config.intern_timeout_s
@@ -116,6 +131,8 @@ class Router:
                 lambda m: check_answer(routed.body, m),
             )
             return message, decision
+        except InternDeferred as deferral:
+            return None, self._deferred(decision, str(deferral))
         except InternFailed as failure:
             return None, self._fallback(decision, str(failure))
 
@@ -177,7 +194,7 @@ class Router:
         if decision.shadow_model:
             self._shadow(routed, trace_id, answer)
         elif checked:
-            self._fell_back(routed, trace_id, answer, decision.reason)
+            self._not_served(routed, trace_id, answer, decision.reason)
         decision = replace(decision, model=output.model or decision.model)
         return output, self._route_message(decision, self._cost(output.model, output.usage))
 
@@ -232,7 +249,7 @@ class Router:
         if decision.shadow_model:
             self._shadow(routed, trace_id, assembler.message())
         elif checked:
-            self._fell_back(routed, trace_id, assembler.message(), decision.reason)
+            self._not_served(routed, trace_id, assembler.message(), decision.reason)
 
     # --- shadow -----------------------------------------------------------------------
 
@@ -261,7 +278,7 @@ class Router:
                 )
             except InternDeferred:
                 # The intern would not have answered this call: nothing to compare.
-                ROUTED_CALLS.labels("router", "shadow", "deferred").inc()
+                ROUTED_CALLS.labels("router", "shadow", DEFERRED).inc()
                 return
             except InternFailed as failure:
                 intern_message = {"error": str(failure)}
@@ -352,10 +369,14 @@ class Router:
             latency_ms,
         )
 
-    def _fell_back(
+    def _not_served(
         self, routed: Routed, trace_id: str, expert_answer: dict[str, Any], why: str
     ) -> None:
-        """A sampled intern call fell back to the expert: published as a failed check."""
+        """A sampled call its intern did not serve. Deferred: nothing to compare, as in
+        shadow (only counted). Fell back: published as a failed check."""
+        if why.startswith(f"{DEFERRED}:"):
+            ROUTED_CALLS.labels("router", "check", DEFERRED).inc()
+            return
         self._in_background(
             self._compared(
                 "check",

@@ -17,6 +17,7 @@ from interns.demo.figures import (
     goals,
     per_task,
     promotions,
+    route_shares,
     share_series,
 )
 from interns.demo.prices import PriceTable, load_prices
@@ -34,7 +35,8 @@ def call(name: str, **arguments) -> dict:
 
 def record(t_s: float, route: str = "expert", **fields) -> CallRecord:
     target = "intern" if route == "intern" else "expert"
-    reason = "fallback: timeout" if route == "fallback" else fields.pop("reason", "full")
+    reasons = {"fallback": "fallback: timeout", "deferred": "deferred: intern deferred (0.2)"}
+    reason = reasons.get(route) or fields.pop("reason", "full")
     return CallRecord(t_s=t_s, phase="serve", ok=True, target=target, reason=reason, **fields)
 
 
@@ -89,6 +91,26 @@ def test_share_over_time_counts_each_route_per_bin():
     assert series[1]["intern_share"] == 0.5
     assert series[1]["fallback_share"] == 0.25
     assert series[1]["expert_share"] == 0.25
+    assert series[1]["deferred_share"] == 0.0
+
+
+def test_a_call_its_intern_deferred_is_its_own_route_not_a_fallback():
+    deferred = CallRecord(
+        t_s=1,
+        phase="serve",
+        ok=True,
+        target="expert",
+        reason="deferred: intern deferred (confidence 0.2)",
+    )
+    assert deferred.route == "deferred" and deferred.as_dict()["route"] == "deferred"
+    records = [deferred, record(2, "fallback"), record(3, "intern"), record(4, "expert")]
+    assert route_shares(records) == {
+        "intern": 0.25,
+        "expert": 0.25,
+        "fallback": 0.25,
+        "deferred": 0.25,
+    }
+    assert agreement(records)["intern_calls"] == 1
 
 
 def test_the_final_share_is_taken_over_the_last_tenth_of_the_calls():
@@ -221,10 +243,11 @@ def test_a_price_table_file_overrides_the_defaults(tmp_path):
 
 def test_fallback_reasons_are_counted_alike_whatever_their_numbers():
     records = [record(t, "fallback") for t in range(3)] + [record(4, "expert")]
-    records[0].reason = "fallback: intern deferred (confidence 0.12)"
-    records[1].reason = "fallback: intern deferred (confidence 0.31)"
-    records[2].reason = "fallback: timeout after 8.0 s"
+    records[0].reason = "fallback: timeout after 2.5 s"
+    records[1].reason = "fallback: timeout after 8.0 s"
+    records[2].reason = "fallback: circuit open for intern-a v1"
+    records.append(record(5, "deferred"))
     assert fallback_reasons(records) == {
-        "fallback: intern deferred (confidence N)": 2,
-        "fallback: timeout after N s": 1,
+        "fallback: timeout after N s": 2,
+        "fallback: circuit open for intern-a vN": 1,
     }

@@ -36,6 +36,14 @@ def state() -> DemoState:
         CallRecord(t_s=101, phase="serve", ok=True, target="expert", reason="fallback: timeout"),
         CallRecord(t_s=102, phase="serve", ok=True, target="expert", reason="no task matched"),
         CallRecord(t_s=103, phase="serve", ok=True, target="expert", reason="no task matched"),
+        CallRecord(t_s=104, phase="serve", ok=True, target="expert", reason="no task matched"),
+        CallRecord(
+            t_s=105,
+            phase="serve",
+            ok=True,
+            target="expert",
+            reason="deferred: intern deferred (confidence 0.2)",
+        ),
     ]
     return DemoState(
         elapsed_s=400, phase="serve", rate=10, records=records, replay_elapsed_s=110,
@@ -54,7 +62,8 @@ def test_the_live_view_shows_traffic_tasks_jobs_and_rollouts():
     console.print(LiveView(plan, console).render(state(), snapshot()))
     text = out.getvalue()
     assert "0:06:40 of at most 0:30:00" in text
-    assert "intern" in text and "25.0%" in text and "50.0%" in text  # intern 1/4, expert 2/4
+    assert "intern" in text and "deferred" in text
+    assert "16.7%" in text and "50.0%" in text  # intern, fallback, deferred 1/6, expert 3/6
     assert "tasks found: 1" in text and "task-a" in text
     assert "12/46" in text and "loss 0.512" in text and "ETA 0:04:20" in text
     assert "canary" in text and "0.95" in text
@@ -62,7 +71,7 @@ def test_the_live_view_shows_traffic_tasks_jobs_and_rollouts():
 
 def test_a_plain_line_says_the_same_in_one_line():
     line = plain_line(state(), snapshot())
-    assert line.startswith("[0:06:40] serve 4 calls;")
-    assert "intern 25% fallback 25% expert 50%" in line
+    assert line.startswith("[0:06:40] serve 6 calls;")
+    assert "intern 17% deferred 17% fallback 17% expert 50%" in line
     assert "task-a running 12/46 loss 0.51" in line
     assert "rollouts: task-a canary 50% agreement 0.95" in line

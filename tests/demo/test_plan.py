@@ -47,6 +47,8 @@ def test_the_sgd_plan_fits_30_minutes_and_says_so():
     assert plan.settings["TRAINER_TRAINING__MAX_STEPS"] == str(plan.max_steps)
     assert 20 <= plan.max_steps <= 120
     assert plan.settings["DEPLOYER_GATE__MIN_AGREEMENT"] == "0.95"
+    # Deferrals are no fallbacks: the deployer's own fallback gate applies.
+    assert "DEPLOYER_GATE__MAX_FALLBACK_RATE" not in plan.settings
 
 
 def test_more_interns_get_fewer_steps_each():

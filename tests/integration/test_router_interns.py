@@ -143,6 +143,27 @@ def city_of(response) -> str:
     return json.loads(response.output.message.tool_calls[0].function.arguments)["city"]
 
 
+async def comparisons_until(settings, trace_id: str) -> list[ShadowCompared]:
+    """Every comparison on the shadow topic from its start up to the one of `trace_id`
+    (they share the task's key, so they come in the order they were published)."""
+    consumer = AIOKafkaConsumer(
+        ShadowCompared.topic,
+        bootstrap_servers=f"{settings.host}:{settings.kafka_port}",
+        auto_offset_reset="earliest",
+        group_id=f"test-{uuid.uuid4().hex}",
+    )
+    await consumer.start()
+    found: list[ShadowCompared] = []
+    try:
+        async with asyncio.timeout(20):
+            while not any(event.trace_id == trace_id for event in found):
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [ShadowCompared.model_validate_json(r.value) for r in records]
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def test_in_full_mode_the_intern_answers(interns):
     await route(interns, "full", "intern-weather-good")
     response = await ask(interns, "Oslo")
@@ -167,14 +188,23 @@ async def test_an_intern_answer_that_fails_its_check_falls_back_to_the_expert(in
 
 async def test_an_intern_that_defers_leaves_the_call_to_the_expert_without_tripping(interns):
     await route(interns, "full", "intern-weather-unsure")
-    deferred = [await ask(interns, "Paris") for _ in range(7)]
+    traces = {uuid.uuid4().hex for _ in range(30)}
+    deferred = [await ask(interns, "Paris", trace_id=trace_id) for trace_id in traces]
     assert all(r.route.target == "expert" for r in deferred)
     assert all(city_of(r) == "Paris" for r in deferred)
-    assert deferred[0].route.reason == "fallback: intern deferred (confidence 0.2)"
+    assert {r.route.reason for r in deferred} == {"deferred: intern deferred (confidence 0.2)"}
     # Deferring is not a fault: the breaker stays closed and the intern keeps its calls.
     sure = await ask(interns, "Lima")
     assert (sure.route.target, sure.route.model) == ("intern", "intern-weather-unsure")
     assert city_of(sure) == "Lima"
+    # Nor is it a failed check: of the deferred calls the router sampled for checks
+    # (ROUTER_CHECK_SHARE, 0.1), none was published. A shadow call, always compared,
+    # marks where to stop reading.
+    await route(interns, "shadow", "intern-weather-good")
+    marker = uuid.uuid4().hex
+    await ask(interns, "Lima", trace_id=marker)
+    published = await comparisons_until(interns, marker)
+    assert not [event for event in published if event.trace_id in traces]
 
 
 async def test_a_model_triton_cannot_serve_falls_back_and_then_trips_its_breaker(interns):
@@ -195,27 +225,11 @@ async def test_a_canary_sends_its_share_of_sessions_to_the_intern(interns):
 
 async def test_in_shadow_mode_the_expert_serves_and_both_answers_are_compared(interns):
     await route(interns, "shadow", "intern-weather-good")
-    consumer = AIOKafkaConsumer(
-        ShadowCompared.topic,
-        bootstrap_servers=f"{interns.host}:{interns.kafka_port}",
-        auto_offset_reset="earliest",
-        group_id=f"test-{uuid.uuid4().hex}",
-    )
-    await consumer.start()
     trace_id = uuid.uuid4().hex
-    try:
-        response = await ask(interns, "Paris", trace_id=trace_id)
-        assert response.route.target == "expert" and response.route.mode == "shadow"
-        comparison = None
-        async with asyncio.timeout(20):
-            while comparison is None:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for record in records:
-                        event = ShadowCompared.model_validate_json(record.value)
-                        if event.trace_id == trace_id:
-                            comparison = event
-    finally:
-        await consumer.stop()
+    response = await ask(interns, "Paris", trace_id=trace_id)
+    assert response.route.target == "expert" and response.route.mode == "shadow"
+    published = await comparisons_until(interns, trace_id)
+    (comparison,) = [event for event in published if event.trace_id == trace_id]
     assert comparison.model == "intern-weather-good" and comparison.task_id == "weather"
     # The recorded expert's date for Paris is 2019-03-02, as the intern says: they agree.
     assert comparison.agree and comparison.score == 1.0
