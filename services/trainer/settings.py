@@ -35,6 +35,15 @@ class TrainingOptions(BaseModel):
     tool_lines: bool = Field(
         False, description="List the request's tools in the prompt (a task's are always the same)"
     )
+    # Measured on the same SGD sub-task and split (constrained decoding): no copies 0.56
+    # exact match, 0.77 argument accuracy (76 steps); one copy 0.70 and 0.86 at 4 epochs
+    # (152 steps, 1017 s on a quiet 2-core machine), 0.63 and 0.80 at 2 epochs (76 steps).
+    augment_copies: int = Field(
+        1,
+        ge=0,
+        description="Extra copies of each training example with the argument values it"
+        " copies from the conversation swapped for other values (see augment.py)",
+    )
 
 
 class TrainerSettings(ServiceSettings):

@@ -1,9 +1,10 @@
 """Fine-tuning one intern: transformers' Trainer, PEFT LoRA or full fine-tuning.
 
-The loss is on the answer only (the prompt's labels are masked). Checkpoints go to
-`workdir/checkpoints` every `checkpoint_every` steps; a job started again on the same
-workdir resumes from the last one, so a killed worker loses at most that many steps.
-The trained model lands in `workdir/model` with an `intern.json` that says how to load
+The loss is on the answer only (the prompt's labels are masked). The training split may
+first get value-swapped copies of its examples (`augment_copies`, see augment.py).
+Checkpoints go to `workdir/checkpoints` every `checkpoint_every` steps; a job started again
+on the same workdir resumes from the last one, so a killed worker loses at most that many
+steps. The trained model lands in `workdir/model` with an `intern.json` that says how to load
 and prompt it (see `interns.trainer.runtime`).
 """
 
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from interns.trainer.augment import augment
 from interns.trainer.examples import Example
 from interns.trainer.models import BaseModelSpec, load_base
 from interns.trainer.prompting import answer_text, encode, prompt_budget
@@ -49,6 +51,8 @@ class TrainConfig:
     bf16: bool | None = None
     # List the tools in the prompt (see prompting.system_prompt and TrainingOptions).
     tool_lines: bool = False
+    # Value-swapped copies of each training example (see augment.py and TrainingOptions).
+    augment_copies: int = 0
 
 
 def bf16_supported() -> bool:
@@ -173,7 +177,8 @@ def train(
     torch.manual_seed(config.seed)
     model, tokenizer = load_base(spec)
     model = _with_adapters(model, spec, config)
-    features = [tokenize_example(tokenizer, example, config) for example in examples]
+    training_set = augment(examples, config.augment_copies, config.seed)
+    features = [tokenize_example(tokenizer, example, config) for example in training_set]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
     max_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
     arguments = TrainingArguments(
