@@ -55,6 +55,7 @@ async def main() -> None:
         settings.max_batch_size,
         settings.instances,
         triton_client_options(settings),
+        settings.triton_control_key.get_secret_value(),
     )
     trainer = TrainerClient(settings.trainer_addr, settings)
     deployer = Deployer(

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from interns.common.settings import ServiceSettings, shared
 from interns.deployer.gating import Gate
+from interns.deployer.triton import check_control_key
 
 
 def _instance_id() -> str:
@@ -24,6 +25,12 @@ class DeployerSettings(ServiceSettings):
 
     ops_port: int = Field(19106, description="Port of /healthz, /readyz, /metrics")
     triton_grpc_addr: str = shared("TRITON_GRPC_ADDR", "127.0.0.1:18001", "Triton's gRPC address")
+    triton_control_key: SecretStr = shared(
+        "TRITON_CONTROL_KEY",
+        SecretStr(""),
+        "Key of Triton's model control (its restricted protocols; also TRITON_CONTROL_KEY_FILE);"
+        " empty: none sent, for a Triton started without the restriction",
+    )
     trainer_addr: str = shared(
         "TRAINER_ADDR", "127.0.0.1:50053", "The control API, asked for new versions on drift"
     )
@@ -73,6 +80,12 @@ class DeployerSettings(ServiceSettings):
         " version is asked for",
     )
     drift_cooldown_s: float = Field(3600.0, ge=0, description="Least time between two requests")
+
+    @field_validator("triton_control_key")
+    @classmethod
+    def _control_key(cls, key: SecretStr) -> SecretStr:
+        check_control_key(key.get_secret_value())
+        return key
 
     @field_validator("canary_shares")
     @classmethod

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interns.deployer.triton import CONTROL_HEADER, CONTROL_PROTOCOLS, check_control_key
 from interns.stack.settings import StackSettings
 
 
@@ -94,6 +96,43 @@ def triton_env(venv_bin: str) -> dict[str, str]:
     }
 
 
+def triton_control_key(settings: StackSettings) -> str:
+    """The key of Triton's model control: TRITON_CONTROL_KEY when given, else the key file
+    in the state folder, made on first use (readable by its owner only) and kept."""
+    given = settings.triton_control_key.get_secret_value()
+    if given:
+        return given
+    path = settings.triton_control_key_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        # A link fails when the file exists: two processes making it at once agree on one key.
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    path.chmod(0o600)
+    key = path.read_text().strip()
+    try:
+        if not check_control_key(key):
+            raise ValueError("it is empty")
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}; delete it to have a new key made") from None
+    return key
+
+
+def triton_restrictions(key: str) -> list[str]:
+    """Triton's flags that serve its administrative protocols, model control among them,
+    only to callers that send `key` (gRPC and HTTP alike); inference and health stay open."""
+    rule = f"{','.join(CONTROL_PROTOCOLS)}:{CONTROL_HEADER}={key}"
+    return [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
+
+
 def service_env(settings: StackSettings, expert_url: str) -> dict[str, str]:
     """The environment every project service gets: the shared infrastructure addresses."""
     host = settings.host
@@ -172,12 +211,14 @@ def with_http(gateway: Component, settings: StackSettings) -> Component:
 
 
 def build_components(settings: StackSettings) -> list[Component]:
-    """Every part of the local stack, in start order."""
+    """Every part of the local stack, in start order (makes the Triton control key file
+    when there is none: Triton and the deploy controller must agree on it)."""
     host = settings.host
     state = settings.state_dir.resolve()
     model_repository = state / "model-repository"
     expert_url = settings.expert_base_url or f"http://{host}:{settings.expert_port}/v1"
     env = service_env(settings, expert_url)
+    control_key = triton_control_key(settings)
     venv_bin = str(Path(sys.executable).parent)
     components = [
         Component(
@@ -229,6 +270,7 @@ def build_components(settings: StackSettings) -> list[Component]:
                 f"--http-port={settings.triton_http_port}",
                 f"--grpc-port={settings.triton_grpc_port}",
                 f"--metrics-port={settings.triton_metrics_port}",
+                *triton_restrictions(control_key),
                 "--log-verbose=0",
             ],
             Probe("http", f"http://{host}:{settings.triton_http_port}/v2/health/ready"),
@@ -302,10 +344,15 @@ def build_components(settings: StackSettings) -> list[Component]:
         ),
     ]
     if settings.deployer:
+        # The deploy controller alone gets the control key; the router only infers.
         components.append(
             project_service(
                 settings,
-                {**env, "TRAINER_ADDR": settings.resolved_trainer_addr},
+                {
+                    **env,
+                    "TRAINER_ADDR": settings.resolved_trainer_addr,
+                    "TRITON_CONTROL_KEY": control_key,
+                },
                 "deployer",
                 "DEPLOYER",
                 ops_port=settings.deployer_ops_port,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from interns.common.settings import shared
+from interns.common.settings import FileSettingsSource, shared
 
 
 class StackSettings(BaseSettings):
@@ -53,6 +53,39 @@ class StackSettings(BaseSettings):
     api_key: str = Field(
         "", description="API key the demo sends; the local key file (state folder) when empty"
     )
+    triton_control_key: SecretStr = shared(
+        "TRITON_CONTROL_KEY",
+        SecretStr(""),
+        "Key of Triton's model control, given to Triton and the deploy controller only (also"
+        " TRITON_CONTROL_KEY_FILE); the key file in the state folder when empty",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # NAME_FILE, as the services read their secrets.
+        return (
+            init_settings,
+            env_settings,
+            FileSettingsSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @field_validator("triton_control_key")
+    @classmethod
+    def _control_key(cls, key: SecretStr) -> SecretStr:
+        # Imported here: every CLI command builds these settings, few need tritonclient.
+        from interns.deployer.triton import check_control_key
+
+        check_control_key(key.get_secret_value())
+        return key
 
     @property
     def resolved_database_url(self) -> str:
@@ -70,3 +103,8 @@ class StackSettings(BaseSettings):
     def api_key_file(self) -> Path:
         """Where `up` writes the local development key of tenant `local`."""
         return self.state_dir / "api-key"
+
+    @property
+    def triton_control_key_file(self) -> Path:
+        """Where `up` keeps the generated Triton control key (TRITON_CONTROL_KEY unset)."""
+        return self.state_dir / "triton-control-key"

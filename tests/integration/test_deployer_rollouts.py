@@ -30,6 +30,8 @@ from interns.bench.rollout import (
 from interns.common.chat import input_from_openai
 from interns.common.db import ModelVersion, Rollout, RouteChange, make_engine
 from interns.common.signature import request_signature
+from interns.deployer.triton import control_headers
+from interns.stack.components import triton_control_key
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +133,8 @@ async def router_applied(settings, mode: str, version: int) -> None:
 
 def loaded_versions(settings) -> set[int]:
     client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
-    index = client.get_model_repository_index(as_json=True).get("models", [])
+    key = control_headers(triton_control_key(settings))
+    index = client.get_model_repository_index(headers=key, as_json=True).get("models", [])
     return {
         int(m["version"])
         for m in index

@@ -19,6 +19,8 @@ from interns.common.chat import input_from_openai
 from interns.common.events import RolloutChanged, ShadowCompared
 from interns.common.intern_contract import config_pbtxt
 from interns.common.signature import request_signature
+from interns.deployer.triton import control_headers
+from interns.stack.components import triton_control_key
 from tests.conftest import openai_log_line
 
 pytestmark = pytest.mark.integration
@@ -71,7 +73,8 @@ def deploy(settings, name: str, source: str) -> None:
     (repository / name / "config.pbtxt").write_text(config_pbtxt(name))
     (repository / name / "1" / "model.py").write_text(textwrap.dedent(source))
     client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
-    client.load_model(name, client_timeout=120)
+    key = control_headers(triton_control_key(settings))
+    client.load_model(name, headers=key, client_timeout=120)
     assert client.is_model_ready(name)
 
 

@@ -27,6 +27,8 @@ from interns.common.db import ModelVersion, Task, Trace, make_engine, upgrade_da
 from interns.common.events import TrainingJobProgress
 from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, decode_response, encode_request
 from interns.common.signature import request_signature
+from interns.deployer.triton import control_headers
+from interns.stack.components import triton_control_key
 from interns.trainer.catalog import DEFAULT_CATALOG
 from interns.trainer.celery_app import make_celery
 from interns.trainer.controller import TrainingController
@@ -275,7 +277,8 @@ def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(s
     assert (folder / "config.pbtxt").exists() and (folder / str(job.model_version)).is_dir()
 
     client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
-    client.load_model(job.model, client_timeout=300)
+    key = control_headers(triton_control_key(settings))
+    client.load_model(job.model, headers=key, client_timeout=300)
     try:
         assert client.is_model_ready(job.model, str(job.model_version))
         rows = np.array(
@@ -300,7 +303,7 @@ def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(s
         with pytest.raises(triton.InferenceServerException, match="bad REQUEST"):
             client.infer(job.model, [bad], client_timeout=60)
     finally:
-        client.unload_model(job.model, client_timeout=120)
+        client.unload_model(job.model, headers=key, client_timeout=120)
         # The python backend's stub takes a while to exit; Triton (strict readiness) is not
         # ready until it has, and the stack is shared with later tests.
         wait_for(client.is_server_ready, 180, "Triton to finish unloading the intern")

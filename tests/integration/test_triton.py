@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
+from interns.deployer.triton import control_headers
+from interns.stack.components import triton_control_key
+
 pytestmark = pytest.mark.integration
 
 CONFIG = """
@@ -47,7 +50,8 @@ def test_a_python_backend_model_loads_answers_and_unloads(stack):
 
     client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
     assert not client.is_model_ready("echo")
-    client.load_model("echo", client_timeout=120)
+    key = control_headers(triton_control_key(settings))
+    client.load_model("echo", headers=key, client_timeout=120)
     assert client.is_model_ready("echo")
 
     text = triton.InferInput("TEXT", [1, 1], "BYTES")
@@ -57,5 +61,5 @@ def test_a_python_backend_model_loads_answers_and_unloads(stack):
     )
     assert result.as_numpy("TEXT_OUT")[0][0] == b"BOOK A TABLE"
 
-    client.unload_model("echo", client_timeout=60)
+    client.unload_model("echo", headers=key, client_timeout=60)
     assert not client.is_model_ready("echo")
