@@ -35,7 +35,9 @@ from interns.trace_collector.redact import Redactor
 from interns.trace_collector.settings import LOCAL_REDACTION_KEY, CollectorSettings
 from interns.trace_collector.store import (
     RawRecord,
+    checkpoint,
     database_unavailable,
+    defer_checkpoints,
     parse_and_redact,
     write_each,
     write_traces,
@@ -108,6 +110,25 @@ async def _raw_values(message) -> list[Any]:
     return [record.value for record in message.raw_message]
 
 
+class _Checkpoints:
+    """`checkpoint` on a thread after a batch is stored, one at a time: it overlaps the
+    next batch's parsing and redaction instead of delaying the acknowledgement."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._running: asyncio.Task | None = None
+
+    def after_batch(self) -> None:
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        try:
+            await asyncio.to_thread(checkpoint, self._engine)
+        except Exception as error:  # the next batch's commit tries again
+            log.warning("checkpoint failed", error=str(error).splitlines()[0])
+
+
 def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -> None:
     """Subscribes the collector's handler to the trace topic."""
     dead_letters = broker.publisher(DeadLetter.topic, schema=DeadLetter)
@@ -117,7 +138,8 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
             "COLLECTOR_REDACTION_KEY is not set: PII placeholders use the public local key, "
             "against which anyone can test a guessed value; set a secret outside local use"
         )
-    redactor = Redactor(key.encode(), settings.phone_regions)
+    redactor = Redactor(key.encode(), settings.phone_regions, settings.redaction_remembered_chars)
+    checkpoints = _Checkpoints(engine) if defer_checkpoints(engine) else None
 
     @broker.subscriber(
         TraceRecorded.topic,
@@ -136,6 +158,8 @@ def register(broker: KafkaBroker, engine: Engine, settings: CollectorSettings) -
         # CPU work (validation, redaction: about 70 us a trace) off the event loop.
         traces, dead = await asyncio.to_thread(parse_and_redact, records, redactor)
         stored, refused = await _store(engine, traces, settings.database_retry_s)
+        if checkpoints:
+            checkpoints.after_batch()
         for letter in dead + refused:
             await dead_letters.publish(letter.model_dump(mode="json"), key=letter.key())
             EVENTS_PUBLISHED.labels("trace-collector", DeadLetter.topic).inc()

@@ -41,6 +41,14 @@ class CollectorSettings(ServiceSettings):
         description="Secret of the PII placeholders' HMAC; the same on every collector "
         "instance, or the same value gets different placeholders",
     )
+    redaction_remembered_chars: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="Characters of the last texts (messages, tool calls' arguments) whose "
+        "PII findings are kept in memory, so that a text seen again (every call of a "
+        "session carries the messages before it) is not scanned again; 0 scans every "
+        "text every time",
+    )
     redaction_phone_regions: str = Field(
         "US",
         description="Regions (comma-separated, e.g. 'US,GB') whose national format phone "

@@ -116,6 +116,27 @@ def test_redacting_twice_changes_nothing(redactor):
     assert redacted(redactor, once) == once
 
 
+@pytest.mark.parametrize("remembered_chars", [480, 100_000])
+def test_texts_seen_before_are_redacted_as_the_first_time(redactor, remembered_chars):
+    remembering = Redactor(KEY, remembered_chars=remembered_chars)
+    conversation = [
+        "What is your SSN?",
+        "536901234",  # an SSN only because of the question before it
+        "mail bob@example.com or call 408-247-8880",
+        "",
+        '{"phone": 4082478880, "note": "no PII here"}',
+        "Thanks, see you at 11:30 on 2019-03-01.",
+    ]
+    expected = redactor.redact_texts(conversation, "acme")
+    assert "536901234" not in expected[0][1]
+    # Every later call of a session carries the messages before it, in any order of hits.
+    for texts in (conversation, conversation[2:], conversation, conversation[::-1]):
+        want = redactor.redact_texts(texts, "acme")
+        assert remembering.redact_texts(texts, "acme") == want
+        assert remembering.redact_texts(texts, "globex") == redactor.redact_texts(texts, "globex")
+    assert remembering.redact_texts(["536901234"], "acme")[0] == ["536901234"]
+
+
 def trace_with_pii(**extra) -> TraceRecorded:
     arguments = {
         "customer": {"email": "dana@example.com", "phone": 4082478880, "name": "Dana"},
