@@ -213,9 +213,26 @@ async def test_a_full_memory_queue_refuses_at_once(tmp_path, service):
 # --- the publisher when Kafka fails part of a batch -------------------------------------
 
 
+class RecordBatch:
+    """Stands in for aiokafka's record batch: it holds ten records."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def append(self, *, timestamp: float | None, key: bytes, value: bytes) -> bool | None:
+        if len(self.values) == 10:
+            return None
+        self.values.append(value)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
 class BrokerThatDies:
-    """Stands in for aiokafka's producer: acknowledges the first `takes` records, then
-    fails every send as a broker that has just died would, or never answers (`hangs`)."""
+    """Stands in for aiokafka's producer, with one partition: acknowledges the batches of
+    the first `takes` records, then fails every send as a broker that has just died would,
+    or never answers (`hangs`)."""
 
     takes = 0
     hangs = False
@@ -230,10 +247,16 @@ class BrokerThatDies:
     async def stop(self) -> None:
         pass
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future:
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> RecordBatch:
+        return RecordBatch()
+
+    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> asyncio.Future:
         delivery = asyncio.get_running_loop().create_future()
-        if len(self.acknowledged) < self.takes:
-            self.acknowledged.append(value)
+        if len(self.acknowledged) + len(batch.values) <= self.takes:
+            self.acknowledged.extend(batch.values)
             delivery.set_result(None)
         elif not self.hangs:
             delivery.set_exception(KafkaConnectionError("connection reset"))

@@ -40,8 +40,9 @@ def rich_request() -> dict:
 
 
 def as_model(trace: PendingTrace, chat, output, route, error) -> TraceRecorded:
-    """The same call's event built the way the contract defines it."""
-    document = trace.document()
+    """The same call's event built the way the contract defines it, with the trace's own
+    event id and time."""
+    sent = TraceRecorded.model_validate_json(trace.to_bytes())
     response = None
     if output is not None:
         response = TraceResponse(
@@ -52,8 +53,8 @@ def as_model(trace: PendingTrace, chat, output, route, error) -> TraceRecorded:
             completion_tokens=output.usage.completion_tokens,
         )
     return TraceRecorded(
-        event_id=document["event_id"],
-        occurred_at=document["occurred_at"],
+        event_id=sent.event_id,
+        occurred_at=sent.occurred_at,
         trace_id="t-1",
         tenant_id=METADATA.tenant_id,
         agent_id=METADATA.agent_id,

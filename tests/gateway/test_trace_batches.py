@@ -1,0 +1,130 @@
+"""The publisher hands Kafka record batches: a session's traces go, in the order of its
+calls, to the partition Kafka's default partitioner picks for the session; a trace too
+large for Kafka is dropped and counted, and the others still go."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import REGISTRY
+
+from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
+from interns.gateway.traces import MAX_RECORD_BYTES, TracePublisher
+
+PARTITIONS = [0, 1, 2, 3]
+
+
+def trace(number: int, content: str = "") -> TraceRecorded:
+    return TraceRecorded(
+        trace_id=f"t-{number}",
+        tenant_id="acme",
+        session_id=f"s-{number % 5}",
+        request=TraceRequest(messages=[MessageRecord(role="user", content=content or "hi")]),
+    )
+
+
+class RecordBatch:
+    """Stands in for aiokafka's record batch: it holds three records."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, timestamp: float | None, key: bytes, value: bytes) -> bool | None:
+        if len(self.records) == 3:
+            return None
+        self.records.append((key, value))
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class Broker:
+    """Stands in for aiokafka's producer: four partitions, every batch acknowledged."""
+
+    batches: list[tuple[int, RecordBatch]] = []
+
+    def __init__(self, **_settings):
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(PARTITIONS)
+
+    def create_batch(self) -> RecordBatch:
+        return RecordBatch()
+
+    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> asyncio.Future:
+        self.batches.append((partition, batch))
+        delivery = asyncio.get_running_loop().create_future()
+        delivery.set_result(None)
+        return delivery
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    monkeypatch.setattr(Broker, "batches", [])
+    monkeypatch.setattr("interns.gateway.traces.AIOKafkaProducer", Broker)
+    return Broker
+
+
+@pytest.fixture
+def service() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def published(service: str) -> float:
+    labels = {"service": service, "topic": TraceRecorded.topic}
+    return REGISTRY.get_sample_value("interns_events_published_total", labels) or 0.0
+
+
+def dropped(service: str) -> float:
+    return REGISTRY.get_sample_value("interns_traces_dropped_total", {"service": service}) or 0.0
+
+
+async def publish_all(service: str, folder, traces: list[TraceRecorded]) -> None:
+    """Publishes `traces` and waits until each is sent or dropped."""
+    publisher = TracePublisher("kafka:9092", service=service, spill_dir=folder)
+    await publisher.start()
+    for item in traces:
+        assert publisher.publish(item)
+    deadline = time.monotonic() + 10
+    while published(service) + dropped(service) < len(traces):
+        assert time.monotonic() < deadline, "the traces were not sent in time"
+        await asyncio.sleep(0.02)
+    await publisher.stop(drain_s=1.0)
+
+
+async def test_a_sessions_traces_go_in_order_to_its_partition(tmp_path, service, broker):
+    await publish_all(service, tmp_path, [trace(number) for number in range(40)])
+
+    sent: dict[bytes, list[str]] = {}
+    for partition, batch in broker.batches:
+        for key, value in batch.records:
+            assert partition == DefaultPartitioner()(key, PARTITIONS, PARTITIONS)
+            sent.setdefault(key, []).append(TraceRecorded.model_validate_json(value).trace_id)
+    assert sent == {
+        f"s-{session}".encode(): [f"t-{n}" for n in range(session, 40, 5)] for session in range(5)
+    }
+    assert published(service) == 40
+
+
+async def test_a_trace_too_large_for_kafka_is_dropped_and_the_others_go(tmp_path, service, broker):
+    too_large = trace(1, content="x" * MAX_RECORD_BYTES)
+    await publish_all(service, tmp_path, [trace(0), too_large, trace(2)])
+
+    sent = [value for _, batch in broker.batches for _, value in batch.records]
+    assert sorted(TraceRecorded.model_validate_json(value).trace_id for value in sent) == [
+        "t-0",
+        "t-2",
+    ]
+    assert dropped(service) == 1
