@@ -91,27 +91,25 @@ class Router:
             decision = self._fallback(decision, "no Triton configured")
         return Routed(decision, body)
 
-    def _fallback(self, decision: Decision, why: str) -> Decision:
-        """The expert answers a call meant for an intern; the reason says why."""
-        FALLBACKS.labels("router", decision.task_id, decision.model).inc()
+    def _to_expert(self, decision: Decision, reason: str) -> Decision:
+        """The expert answers a call meant for an intern, with this reason."""
         return Decision(
             "expert",
             self._config.expert_model,
             task_id=decision.task_id,
-            reason=f"fallback: {why}",
+            reason=reason,
             mode=decision.mode,
         )
+
+    def _fallback(self, decision: Decision, why: str) -> Decision:
+        """The expert answers a call meant for an intern; the reason says why."""
+        FALLBACKS.labels("router", decision.task_id, decision.model).inc()
+        return self._to_expert(decision, f"fallback: {why}")
 
     def _deferred(self, decision: Decision, why: str) -> Decision:
         """The expert answers a call its intern chose not to (below its calibrated
         confidence): no fallback, the intern works as designed."""
-        return Decision(
-            "expert",
-            self._config.expert_model,
-            task_id=decision.task_id,
-            reason=f"{DEFERRED}: {why}",
-            mode=decision.mode,
-        )
+        return self._to_expert(decision, f"{DEFERRED}: {why}")
 
     def _intern_budget(self, deadline_s: float | None) -> float:
         """The intern gets at most half of what is left, so the expert can still answer."""
