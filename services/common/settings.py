@@ -63,7 +63,29 @@ class FileSettingsSource(PydanticBaseSettingsSource):
         return values
 
 
-class SecureSettings(BaseSettings):
+class FileSecretsSettings(BaseSettings):
+    """Settings that also read NAME from the file that `<NAME>_FILE` names, as the services
+    read their secrets: a value given outright wins over NAME, which wins over NAME_FILE."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            FileSettingsSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+
+class SecureSettings(FileSecretsSettings):
     """Transport security shared by every process that speaks gRPC or Kafka (the services
     and the CLI), one spelling everywhere; all off by default (plaintext on loopback)."""
 
@@ -119,24 +141,6 @@ class SecureSettings(BaseSettings):
     kafka_ssl_key_file: Path | None = shared(
         "KAFKA_SSL_KEY_FILE", None, "PEM private key of KAFKA_SSL_CERT_FILE"
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # A value given outright wins over NAME, which wins over NAME_FILE.
-        return (
-            init_settings,
-            env_settings,
-            FileSettingsSource(settings_cls),
-            dotenv_settings,
-            file_secret_settings,
-        )
 
 
 class ServiceSettings(SecureSettings):

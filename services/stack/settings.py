@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from interns.common.settings import FileSettingsSource, shared
+from interns.common.settings import FileSecretsSettings, shared
 
 
-class StackSettings(BaseSettings):
+class StackSettings(FileSecretsSettings):
     model_config = SettingsConfigDict(env_prefix="INTERNS_", extra="ignore", populate_by_name=True)
 
     state_dir: Path = Field(Path(".interns"), description="Logs, pids, database, model repository")
@@ -59,24 +59,6 @@ class StackSettings(BaseSettings):
         "Key of Triton's model control, given to Triton and the deploy controller only (also"
         " TRITON_CONTROL_KEY_FILE); the key file in the state folder when empty",
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # NAME_FILE, as the services read their secrets.
-        return (
-            init_settings,
-            env_settings,
-            FileSettingsSource(settings_cls),
-            dotenv_settings,
-            file_secret_settings,
-        )
 
     @field_validator("triton_control_key")
     @classmethod
