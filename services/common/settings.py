@@ -184,22 +184,28 @@ def secret_values(settings: BaseSettings) -> list[str]:
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
+def env_name_of(settings_cls: type[BaseSettings], key: str) -> str:
+    """The environment variable behind `key`, a field or one of its names as a validation
+    error locates it: of the field's variables, the one set in the environment (the user's
+    spelling of a setting with several names), else its first."""
+    environ = {name.upper() for name in os.environ}
+    for field, info in settings_cls.model_fields.items():
+        names = env_names(settings_cls, field, info)
+        if key == field or key in names:
+            return next((name for name in names if name.upper() in environ), names[0])
+    return f"{settings_cls.model_config.get('env_prefix', '')}{key}".upper()
+
+
 def load_settings(cls: type[SettingsT]) -> SettingsT:
     """Builds `cls` from the environment; a missing or bad setting stops the process
     with a message that names the environment variable."""
     try:
         settings = cls()
     except ValidationError as error:
-        prefix = cls.model_config.get("env_prefix", "")
         lines = []
         for problem in error.errors():
-            field = str(problem["loc"][0]) if problem["loc"] else "?"
-            info = cls.model_fields.get(field)
-            alias = info.validation_alias if info else None
-            env = (
-                alias.choices[0] if isinstance(alias, AliasChoices) else f"{prefix}{field}".upper()
-            )
-            lines.append(f"setting {env}: {problem['msg']}")
+            key = str(problem["loc"][0]) if problem["loc"] else "?"
+            lines.append(f"setting {env_name_of(cls, key)}: {problem['msg']}")
         sys.exit("invalid configuration:\n  " + "\n  ".join(lines))
     except OSError as error:  # a NAME_FILE that cannot be read
         sys.exit(f"invalid configuration: cannot read {error.filename}: {error.strerror}")
