@@ -88,6 +88,22 @@ TRACES_REPLAYED = Counter(
     "Spilled trace events that Kafka acknowledged (and so left the spill)",
     ["service"],
 )
+TRACES_HELD = Gauge(
+    "interns_traces_held",
+    "Trace events Kafka acknowledged that the trace-collector has not yet committed",
+    ["service"],
+)
+TRACES_RESENT = Counter(
+    "interns_traces_resent_total",
+    "Acknowledged trace events sent again because Kafka may have lost them",
+    ["service"],
+)
+TRACES_RELEASED_UNCONFIRMED = Counter(
+    "interns_traces_released_unconfirmed_total",
+    "Acknowledged trace events no longer held, before the trace-collector confirmed them "
+    "(the hold was full)",
+    ["service"],
+)
 TRACES_STORED = Counter(
     "interns_traces_stored_total", "Traces written to the database", ["service"]
 )

@@ -118,6 +118,8 @@ async def main() -> None:
             send_timeout_s=settings.trace_send_timeout_s,
             linger_ms=settings.trace_linger_ms,
             kafka_options=kafka_client_options(settings),
+            confirm_group=settings.trace_confirm_group,
+            hold_max_bytes=settings.trace_hold_max_bytes,
         )
         if settings.trace_publishing
         else DisabledPublisher()

@@ -107,3 +107,16 @@ class GatewaySettings(ServiceSettings):
         gt=0,
         description="Time Kafka has to acknowledge a batch of traces before they go to the spill",
     )
+    trace_confirm_group: str = shared(
+        "COLLECTOR_GROUP_ID",
+        "interns-trace-collector",
+        "The trace-collector's consumer group: traces Kafka acknowledged are held until it "
+        "has committed past them, and sent again if the broker lost them; empty: not held",
+    )
+    trace_hold_max_bytes: int = Field(
+        32 << 20,
+        gt=0,
+        description="Most bytes of acknowledged traces held until the collector confirms "
+        "them; beyond it the oldest are released (counted in "
+        "interns_traces_released_unconfirmed_total)",
+    )

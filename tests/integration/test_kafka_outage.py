@@ -353,3 +353,54 @@ async def test_traces_spilled_before_a_restart_are_sent_first_by_the_next_gatewa
     # restart were too if they reached the spill before the producer connected.
     assert 100 <= metric("interns_traces_replayed_total", service) <= 120
     assert acknowledged(service) == 120
+
+
+async def test_traces_a_restarted_broker_forgot_are_sent_again(broker, collector, tmp_path):
+    """Tansu acknowledges traces, then restarts empty before the collector read them: the
+    gateway, which held them until the collector's group committed past them, sends
+    them again, and the database ends with every trace once."""
+    service = "gateway-outage-forgot"
+    publisher = TracePublisher(
+        broker.address,
+        service=service,
+        spill_dir=tmp_path,
+        send_timeout_s=SEND_TIMEOUT_S,
+        confirm_group="trace-collector",
+        confirm_interval_s=0.2,
+    )
+    await publisher.start()
+    await eventually(lambda: publisher.connected, 10)
+
+    async def publish(numbers: range) -> None:
+        for number in numbers:
+            assert publisher.publish(trace(number)), number
+            await asyncio.sleep(1 / RATE)
+
+    def held() -> float:
+        return metric("interns_traces_held", service)
+
+    # Stored and committed by the collector: no longer held.
+    await publish(range(300))
+    await eventually(lambda: collector.rows()[1] == 300, 15)
+    await eventually(lambda: held() == 0, 10)
+
+    # Acknowledged by Kafka but not read: the collector is away.
+    await collector.stop()
+    await publish(range(300, 600))
+    await eventually(lambda: acknowledged(service) == 600, 15)
+    assert held() == 300
+
+    await broker.kill()
+    await broker.start()  # empty: memory storage
+    collector.start()
+    await publish(range(600, 900))
+
+    await eventually(lambda: collector.rows()[1] == 900, 30)
+    await eventually(lambda: held() == 0, 10)
+    await publisher.stop(drain_s=5.0)
+    count, distinct, ids = collector.rows()
+    assert (count, distinct) == (900, 900)
+    assert ids == {trace(number).trace_id for number in range(900)}
+    assert metric("interns_traces_resent_total", service) >= 300
+    assert metric("interns_traces_dropped_total", service) == 0
+    assert metric("interns_traces_released_unconfirmed_total", service) == 0
