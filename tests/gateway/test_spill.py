@@ -19,6 +19,7 @@ from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.spill import FILE_NAME, SpillQueue
 from interns.gateway.traces import TracePublisher
 from tests.conftest import assert_never_waited, free_port
+from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
 
 
 def record(number: int, size: int = 0) -> tuple[bytes, bytes]:
@@ -213,61 +214,27 @@ async def test_a_full_memory_queue_refuses_at_once(tmp_path, service):
 # --- the publisher when Kafka fails part of a batch -------------------------------------
 
 
-class RecordBatch:
-    """Stands in for aiokafka's record batch: it holds ten records."""
-
-    def __init__(self) -> None:
-        self.values: list[bytes] = []
-
-    def append(self, *, timestamp: float | None, key: bytes, value: bytes) -> bool | None:
-        if len(self.values) == 10:
-            return None
-        self.values.append(value)
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-class BrokerThatDies:
-    """Stands in for aiokafka's producer, with one partition: acknowledges the batches of
-    the first `takes` records, then fails every send as a broker that has just died would,
-    or never answers (`hangs`)."""
+class BrokerThatDies(FakeProducer):
+    """One partition, batches of ten records: acknowledges the batches of the first
+    `takes` records, then fails every send as a broker that has just died would, or never
+    answers (`hangs`)."""
 
     takes = 0
     hangs = False
     acknowledged: list[bytes] = []
 
-    def __init__(self, **_settings):
-        pass
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0}
-
-    def create_batch(self) -> RecordBatch:
-        return RecordBatch()
-
-    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> asyncio.Future:
-        delivery = asyncio.get_running_loop().create_future()
+    def deliver(self, partition: int, batch: RecordBatch, delivery: asyncio.Future) -> None:
         if len(self.acknowledged) + len(batch.values) <= self.takes:
             self.acknowledged.extend(batch.values)
             delivery.set_result(None)
         elif not self.hangs:
             delivery.set_exception(KafkaConnectionError("connection reset"))
-        return delivery
 
 
 @pytest.fixture
 def dying_broker(monkeypatch):
     monkeypatch.setattr(BrokerThatDies, "acknowledged", [])
-    monkeypatch.setattr("interns.gateway.traces.AIOKafkaProducer", BrokerThatDies)
-    return BrokerThatDies
+    return use_producer(monkeypatch, BrokerThatDies)
 
 
 def trace_ids(values: list[bytes]) -> list[str]:

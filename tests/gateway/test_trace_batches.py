@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.traces import MAX_RECORD_BYTES, TracePublisher
+from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
 
 PARTITIONS = [0, 1, 2, 3]
 
@@ -27,54 +28,22 @@ def trace(number: int, content: str = "") -> TraceRecorded:
     )
 
 
-class RecordBatch:
-    """Stands in for aiokafka's record batch: it holds three records."""
+class Broker(FakeProducer):
+    """Four partitions, batches of three records, every batch acknowledged (and kept)."""
 
-    def __init__(self) -> None:
-        self.records: list[tuple[bytes, bytes]] = []
-
-    def append(self, *, timestamp: float | None, key: bytes, value: bytes) -> bool | None:
-        if len(self.records) == 3:
-            return None
-        self.records.append((key, value))
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-class Broker:
-    """Stands in for aiokafka's producer: four partitions, every batch acknowledged."""
-
+    partitions = PARTITIONS
+    batch_capacity = 3
     batches: list[tuple[int, RecordBatch]] = []
 
-    def __init__(self, **_settings):
-        pass
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return set(PARTITIONS)
-
-    def create_batch(self) -> RecordBatch:
-        return RecordBatch()
-
-    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> asyncio.Future:
+    def deliver(self, partition: int, batch: RecordBatch, delivery: asyncio.Future) -> None:
         self.batches.append((partition, batch))
-        delivery = asyncio.get_running_loop().create_future()
         delivery.set_result(None)
-        return delivery
 
 
 @pytest.fixture
 def broker(monkeypatch):
     monkeypatch.setattr(Broker, "batches", [])
-    monkeypatch.setattr("interns.gateway.traces.AIOKafkaProducer", Broker)
-    return Broker
+    return use_producer(monkeypatch, Broker)
 
 
 @pytest.fixture

@@ -4,8 +4,13 @@ stopped at the end."""
 
 from __future__ import annotations
 
-import pytest
+import textwrap
+from dataclasses import dataclass
 
+import pytest
+import tritonclient.grpc as triton
+
+from interns.stack.components import triton_control_key
 from interns.stack.settings import StackSettings
 from interns.stack.supervisor import down, up
 from tests.conftest import free_port
@@ -47,3 +52,28 @@ def api_key(stack) -> str:
 def auth(api_key) -> tuple[tuple[str, str], ...]:
     """gRPC metadata that authenticates a call to the gateway with the local key."""
     return (("authorization", f"Bearer {api_key}"),)
+
+
+@dataclass
+class StackTriton:
+    """The stack's Triton: its settings, the control key and a gRPC client."""
+
+    settings: StackSettings
+    key: str
+    client: triton.InferenceServerClient
+
+    def plant(self, name: str, model: str, config: str = "") -> None:
+        """Writes version 1 of python-backend model `name` to the model repository: its
+        `model.py` and its `config.pbtxt` (empty: the load passes the whole config)."""
+        folder = self.settings.state_dir.resolve() / "model-repository" / name
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        (folder / "config.pbtxt").write_text(config)
+        (folder / "1" / "model.py").write_text(textwrap.dedent(model))
+
+
+@pytest.fixture(scope="module")
+def stack_triton(stack):
+    settings, _ = stack
+    client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
+    yield StackTriton(settings, triton_control_key(settings), client)
+    client.close()

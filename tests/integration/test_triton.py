@@ -3,14 +3,11 @@ load, infer, unload, as the trainer and the deploy controller will."""
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
 from interns.deployer.triton import control_headers
-from interns.stack.components import triton_control_key
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +38,12 @@ class TritonPythonModel:
 """
 
 
-def test_a_python_backend_model_loads_answers_and_unloads(stack):
-    settings, _ = stack
-    repository = settings.state_dir.resolve() / "model-repository"
-    (repository / "echo" / "1").mkdir(parents=True, exist_ok=True)
-    (repository / "echo" / "config.pbtxt").write_text(CONFIG)
-    (repository / "echo" / "1" / "model.py").write_text(textwrap.dedent(MODEL))
+def test_a_python_backend_model_loads_answers_and_unloads(stack_triton):
+    stack_triton.plant("echo", MODEL, CONFIG)
 
-    client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
+    client = stack_triton.client
     assert not client.is_model_ready("echo")
-    key = control_headers(triton_control_key(settings))
+    key = control_headers(stack_triton.key)
     client.load_model("echo", headers=key, client_timeout=120)
     assert client.is_model_ready("echo")
 

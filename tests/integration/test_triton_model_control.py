@@ -5,8 +5,6 @@ over gRPC and HTTP, inference and health need no key, and the deploy controller'
 
 from __future__ import annotations
 
-import textwrap
-
 import httpx
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ import tritonclient.grpc as triton
 
 from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, config_json, encode_request
 from interns.deployer.triton import CONTROL_HEADER, TritonError, TritonModels, control_headers
-from interns.stack.components import triton_control_key
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +29,6 @@ class TritonPythonModel:
 """
 
 REFUSED = "This protocol is restricted, expecting header 'triton-grpc-protocol-interns-control'"
-
-
-def plant(settings, name: str) -> None:
-    folder = settings.state_dir.resolve() / "model-repository" / name
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    (folder / "config.pbtxt").write_text("")  # the load passes the whole config
-    (folder / "1" / "model.py").write_text(textwrap.dedent(MODEL))
-
-
-@pytest.fixture(scope="module")
-def control(stack):
-    settings, _ = stack
-    key = triton_control_key(settings)
-    client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
-    yield settings, key, client
-    client.close()
 
 
 def refusal(call) -> triton.InferenceServerException:
@@ -68,10 +49,10 @@ def echo(client, name: str) -> bytes:
     return result.as_numpy(OUTPUT_NAME).reshape(-1)[0]
 
 
-def test_model_control_needs_the_key_and_inference_does_not(control):
-    settings, key, client = control
+def test_model_control_needs_the_key_and_inference_does_not(stack_triton):
+    settings, key, client = stack_triton.settings, stack_triton.key, stack_triton.client
     name = "guarded-echo"
-    plant(settings, name)
+    stack_triton.plant(name, MODEL)
     config = config_json(name, [1])
     wrong = control_headers("w" * len(key))
 
@@ -105,10 +86,10 @@ def test_model_control_needs_the_key_and_inference_does_not(control):
     )
 
 
-async def test_the_deploy_controller_s_client_sends_the_key(control):
-    settings, key, _ = control
+async def test_the_deploy_controller_s_client_sends_the_key(stack_triton):
+    settings, key = stack_triton.settings, stack_triton.key
     name = "guarded-intern"
-    plant(settings, name)
+    stack_triton.plant(name, MODEL)
     address = f"{settings.host}:{settings.triton_grpc_port}"
 
     stranger = TritonModels(address)
