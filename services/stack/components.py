@@ -6,7 +6,7 @@ import os
 import secrets
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from interns.deployer.triton import CONTROL_HEADER, CONTROL_PROTOCOLS, check_control_key
@@ -41,6 +41,9 @@ class Component:
     ports: list[Port] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     infrastructure: bool = False
+    # Scheduling priority (`nice`) of the process: background work (collecting, mining,
+    # training) yields the CPU to the calls being served when one machine runs it all.
+    nice: int = 0
 
 
 def tansu_binary() -> str:
@@ -342,6 +345,10 @@ def build_components(settings: StackSettings) -> list[Component]:
             [],
             {**env, **model_repository_env},
         ),
+    ]
+    background = {"trace-collector", "miner", "trainer", "trainer-worker"}
+    components = [
+        replace(c, nice=settings.background_nice) if c.name in background else c for c in components
     ]
     if settings.deployer:
         # The deploy controller alone gets the control key; the router only infers.

@@ -32,6 +32,14 @@ class StackSettings(FileSecretsSettings):
     miner_ops_port: int = 19105
     deployer_ops_port: int = 19106
     start_timeout_s: float = Field(120.0, description="Longest wait for the stack to be healthy")
+    background_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Scheduling priority (nice) of the background parts (trace-collector, "
+        "miner, trainer and its worker): on one machine they take the CPU the calls being "
+        "served leave, and catch up when traffic eases; 0 puts them level with serving",
+    )
     deployer: bool = Field(
         False,
         description="Start the deploy controller, which rolls registered versions out (and"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -174,6 +175,7 @@ def start_process(component: Component, logs: Path) -> Running:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **component.env},
             start_new_session=True,  # its own process group: `down` stops its children too
+            preexec_fn=functools.partial(os.nice, component.nice) if component.nice else None,
         )
     return Running(
         component.name,
