@@ -13,10 +13,13 @@ import json
 import uuid
 from typing import Any
 
+from interns.trainer.normalize import normalize_values
+
 TOOL_SYSTEM = "Call one of these tools with arguments taken from the conversation.\n"
 TOOL_SYSTEM_SHORT = "Call a tool with arguments taken from the conversation."
 TEXT_SYSTEM = "Answer the conversation's last message."
 JSON_SYSTEM = "Answer the conversation's last message with one JSON object."
+TOOL_RESULT = "[tool result]"
 
 
 def tool_line(tool: dict[str, Any]) -> str:
@@ -45,8 +48,10 @@ def system_prompt(request: dict[str, Any], tool_lines: bool = True) -> str:
     return TEXT_SYSTEM
 
 
-def conversation(request: dict[str, Any]) -> list[dict[str, str]]:
-    """The request's turns as plain role/content pairs; tool results as user turns."""
+def conversation(request: dict[str, Any], normalize: bool = False) -> list[dict[str, str]]:
+    """The request's turns as plain role/content pairs; tool results as user turns. With
+    `normalize`, times and counts in the user's and the agent's words are rewritten the
+    way arguments write them (normalize.py); tool calls and results are left as they are."""
     turns = []
     for message in request.get("messages") or []:
         role = message.get("role")
@@ -56,20 +61,24 @@ def conversation(request: dict[str, Any]) -> list[dict[str, str]]:
         if role in {"system", "developer"}:
             continue
         if role == "tool":
-            turns.append({"role": "user", "content": f"[tool result] {content or ''}"})
+            turns.append({"role": "user", "content": f"{TOOL_RESULT} {content or ''}"})
         elif role == "assistant" and message.get("tool_calls"):
             calls = [answer_text({"tool_calls": [call]}) for call in message["tool_calls"]]
             turns.append({"role": "assistant", "content": "\n".join(calls)})
         elif role in {"user", "assistant"}:
-            turns.append({"role": role, "content": content or ""})
+            text = content or ""
+            turns.append({"role": role, "content": normalize_values(text) if normalize else text})
     return turns
 
 
 def prompt_messages(
-    request: dict[str, Any], max_turns: int | None = None, tool_lines: bool = True
+    request: dict[str, Any],
+    max_turns: int | None = None,
+    tool_lines: bool = True,
+    normalize: bool = False,
 ) -> list[dict[str, str]]:
     """The chat messages the tokenizer's chat template renders (without the answer)."""
-    turns = conversation(request)
+    turns = conversation(request, normalize)
     if max_turns is not None and len(turns) > max_turns:
         turns = turns[-max_turns:]
     return [{"role": "system", "content": system_prompt(request, tool_lines)}, *turns]
@@ -137,21 +146,40 @@ def prompt_budget(max_length: int, answer_tokens: int) -> int:
 
 
 def encode(
-    tokenizer: Any, request: dict[str, Any], max_prompt_tokens: int, tool_lines: bool = True
+    tokenizer: Any,
+    request: dict[str, Any],
+    max_prompt_tokens: int,
+    tool_lines: bool = True,
+    normalize: bool = False,
+    tool_results_first: bool = False,
 ) -> list[int]:
-    """The prompt's token ids, the oldest turns dropped until it fits.
+    """The prompt's token ids, the oldest turns dropped until it fits (with
+    `tool_results_first`, the tool results before the last turn go first, oldest first).
 
     The system line (the tools) and the last turn are always kept; when even they do not
     fit, the prompt keeps its last `max_prompt_tokens` tokens. Measured on SGD at the
     default budget (319 tokens): dropping the oldest turns keeps 71% of the argument
     values the expert copied from the conversation in the prompt; dropping the agent's
-    turns first keeps 53% (the agent's turns name the entities it found).
+    turns first keeps 53% (the agent's turns name the entities it found). Over the three
+    largest SGD tasks' examples (without tool lines, values normalized), of the non-date
+    argument values written somewhere in the conversation, dropping the oldest turns keeps
+    89%, 89% and 99% in the prompt; dropping the tool results first 94%, 99.8% and 100%:
+    a search's result list is hundreds of tokens, and the turns it pushes out name the
+    city or the date the next call needs (the agent's turns name what it found).
     """
-    messages = prompt_messages(request, tool_lines=tool_lines)
+    messages = prompt_messages(request, tool_lines=tool_lines, normalize=normalize)
     while True:
         ids = tokenizer.apply_chat_template(
             messages, tokenize=True, add_generation_prompt=True, return_dict=False
         )
         if len(ids) <= max_prompt_tokens or len(messages) <= 2:
             return list(ids[-max_prompt_tokens:])
-        messages = [messages[0], *messages[2:]]
+        drop = 1
+        if tool_results_first:
+            results = [
+                i
+                for i in range(1, len(messages) - 1)
+                if messages[i]["role"] == "user" and messages[i]["content"].startswith(TOOL_RESULT)
+            ]
+            drop = results[0] if results else 1
+        messages = [*messages[:drop], *messages[drop + 1 :]]

@@ -28,6 +28,8 @@ class InternRuntime:
         constrained: bool = True,
         defer_below: float | None = None,
         tool_lines: bool = True,
+        normalize_values: bool = False,
+        tool_results_first: bool = False,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -35,6 +37,8 @@ class InternRuntime:
         self.answer_tokens = answer_tokens
         self.defer_below = defer_below
         self.tool_lines = tool_lines
+        self.normalize_values = normalize_values
+        self.tool_results_first = tool_results_first
         self.grammars = AnswerGrammars(tokenizer, model.config.vocab_size) if constrained else None
 
     @classmethod
@@ -63,6 +67,8 @@ class InternRuntime:
             constrained,
             description.get(DEFER_KEY),
             description.get("tool_lines", True),
+            description.get("normalize_values", False),
+            description.get("tool_results_first", False),
         )
 
     def generate(self, requests: list[dict[str, Any]]) -> list[tuple[str, float]]:
@@ -73,7 +79,17 @@ class InternRuntime:
         from transformers import LogitsProcessorList
 
         budget = prompt_budget(self.max_length, self.answer_tokens)
-        prompts = [encode(self.tokenizer, request, budget, self.tool_lines) for request in requests]
+        prompts = [
+            encode(
+                self.tokenizer,
+                request,
+                budget,
+                self.tool_lines,
+                self.normalize_values,
+                self.tool_results_first,
+            )
+            for request in requests
+        ]
         width = max(len(ids) for ids in prompts)
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id

@@ -44,6 +44,16 @@ class TrainingOptions(BaseModel):
         description="Extra copies of each training example with the argument values it"
         " copies from the conversation swapped for other values (see augment.py)",
     )
+    normalize_values: bool = Field(
+        False,
+        description="Rewrite times (6:15 pm -> 18:15) and number words (two -> 2) in the"
+        " conversation as arguments write them, in training and serving (see normalize.py)",
+    )
+    tool_results_first: bool = Field(
+        False,
+        description="When a prompt is over budget, drop the tool results (oldest first) before"
+        " the oldest turns (see prompting.encode)",
+    )
 
 
 class TrainerSettings(ServiceSettings):

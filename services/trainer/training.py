@@ -53,6 +53,10 @@ class TrainConfig:
     tool_lines: bool = False
     # Value-swapped copies of each training example (see augment.py and TrainingOptions).
     augment_copies: int = 0
+    # Times and counts in the conversation written as arguments write them (normalize.py).
+    normalize_values: bool = False
+    # Over budget, drop the tool results before the oldest turns (prompting.encode).
+    tool_results_first: bool = False
 
 
 def bf16_supported() -> bool:
@@ -84,6 +88,8 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
         example.request,
         prompt_budget(config.max_length, config.answer_tokens),
         config.tool_lines,
+        config.normalize_values,
+        config.tool_results_first,
     )
     return {
         "input_ids": prompt + answer,
@@ -230,6 +236,8 @@ def save_intern(
         "max_length": config.max_length,
         "answer_tokens": config.answer_tokens,
         "tool_lines": config.tool_lines,
+        "normalize_values": config.normalize_values,
+        "tool_results_first": config.tool_results_first,
     }
     (target / INTERN_FILE).write_text(json.dumps(description, indent=2))
     return target

@@ -99,3 +99,27 @@ def test_a_long_conversation_loses_its_oldest_turns_and_keeps_the_tools_and_last
     assert tight.startswith("<system>") and tight.endswith("<user> No <assistant>")
     assert "Friday" not in tight and "GetWeather(city, date)" in tight
     assert len(encode(tokenizer, request, 5)) == 5
+
+
+def test_over_budget_the_tool_results_can_go_before_the_oldest_turns():
+    request = weather_request("I need the weather for Paris", "Which day?", "Friday")
+    request["messages"] += [
+        call("GetWeather", {"city": "Paris", "date": "Friday"}),
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny " * 20},
+        {"role": "assistant", "content": "Sunny. Anything else?"},
+        {"role": "tool", "tool_call_id": "c2", "content": "windy " * 5},
+        {"role": "user", "content": "And tomorrow?"},
+    ]
+    tokenizer = WordTokenizer()
+    full = encode(tokenizer, request, 1000, tool_results_first=True)
+    assert encode(tokenizer, request, 1000) == full
+    budget = len(full) - 10
+    oldest_first = " ".join(encode(tokenizer, request, budget))
+    assert "weather for Paris" not in oldest_first and "sunny" in oldest_first
+    results_first = " ".join(encode(tokenizer, request, budget, tool_results_first=True))
+    assert "sunny" not in results_first and "windy" in results_first
+    assert "I need the weather for Paris" in results_first
+    # Still over budget without any tool result: then the oldest turns go.
+    tight = " ".join(encode(tokenizer, request, len(full) - 40, tool_results_first=True))
+    assert "sunny" not in tight and "windy" not in tight and "weather for Paris" not in tight
+    assert tight.endswith("<user> And tomorrow? <assistant>")
