@@ -180,6 +180,8 @@ class TracePublisher:
         self._confirm_interval_s = confirm_interval_s
         self._held = HeldTraces(hold_max_bytes) if self._confirm_group else None
         self._confirmer: asyncio.Task | None = None
+        self._unreported_releases = 0
+        self._last_release_warning = 0.0
         self._admin: AIOKafkaAdminClient | None = None
         self._depth = TRACE_SPILL_DEPTH.labels(service)
         self._published = EVENTS_PUBLISHED.labels(service, TraceRecorded.topic)
@@ -507,10 +509,19 @@ class TracePublisher:
             self._resend(resend, "kafka's offsets went backwards: it lost its log")
         if released:
             self._released.inc(released)
+            self._unreported_releases += released
+        now = time.monotonic()
+        if self._unreported_releases and now - self._last_release_warning >= (
+            DROP_WARNING_INTERVAL_S
+        ):
+            # Is the trace-collector running, in consumer group COLLECTOR_GROUP_ID?
             log.warning(
                 "traces released before the collector confirmed them (hold full)",
-                count=released,
+                count=self._unreported_releases,
+                group=self._confirm_group,
             )
+            self._unreported_releases = 0
+            self._last_release_warning = now
         self._held_gauge.set(self._held.count)
 
     def _resend(self, records: list[tuple[bytes, bytes]], reason: str) -> None:

@@ -4,7 +4,18 @@ tests/integration/test_kafka_outage.py.)"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import REGISTRY
+
+from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.delivery import HeldTraces
+from interns.gateway.traces import TracePublisher
+from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
 
 
 def records(*numbers: int, size: int = 10) -> list[tuple[bytes, bytes]]:
@@ -70,3 +81,135 @@ def test_the_hold_is_bounded_and_releases_the_oldest_first():
     assert held.acknowledged(0, 91, records(4))[1] == 1
     assert held.count == 3 and held.size == 3 * one
     assert held.take_all() == records(2, 4, 3)
+
+
+# --- the publisher holding, confirming and resending (Kafka stood in for) ---------------
+
+
+class Acknowledgement:
+    """What aiokafka's batch delivery resolves to: the batch's base offset."""
+
+    def __init__(self, offset: int):
+        self.offset = offset
+
+
+class Log(FakeProducer):
+    """One partition whose log can be reset (a broker restarted empty); every batch is
+    acknowledged at the log's end."""
+
+    partitions = [0]
+    batch_capacity = 1_000
+    log: list[bytes] = []
+
+    def deliver(self, partition: int, batch: RecordBatch, delivery: asyncio.Future) -> None:
+        delivery.set_result(Acknowledgement(len(self.log)))
+        self.log.extend(batch.values)
+
+
+class Group:
+    """Stands in for the admin client: the collector group's committed offset."""
+
+    committed = -1
+    asked: list[str] = []
+
+    def __init__(self, **_settings):
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def list_consumer_group_offsets(self, group, partitions):
+        self.asked.append(group)
+        return {tp: OffsetAndMetadata(self.committed, "") for tp in partitions}
+
+
+@pytest.fixture
+def kafka(monkeypatch):
+    monkeypatch.setattr(Log, "log", [])
+    monkeypatch.setattr(Group, "committed", -1)
+    monkeypatch.setattr(Group, "asked", [])
+    monkeypatch.setattr("interns.gateway.traces.AIOKafkaAdminClient", Group)
+    return use_producer(monkeypatch, Log)
+
+
+def trace(number: int) -> TraceRecorded:
+    return TraceRecorded(
+        trace_id=f"t-{number}",
+        tenant_id="acme",
+        session_id="s",
+        request=TraceRequest(messages=[MessageRecord(role="user", content=f"call {number}")]),
+    )
+
+
+def metric(name: str, service: str) -> float:
+    return REGISTRY.get_sample_value(name, {"service": service}) or 0.0
+
+
+async def eventually(condition, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_publisher_holds_until_committed_and_resends_what_a_reset_log_lost(
+    kafka, tmp_path
+):
+    service = f"test-{uuid.uuid4().hex[:8]}"
+    publisher = TracePublisher(
+        "kafka:9092",
+        service=service,
+        spill_dir=tmp_path,
+        linger_ms=0,
+        confirm_group="collectors",
+        confirm_interval_s=0.02,
+    )
+    await publisher.start()
+    try:
+        for number in range(10):  # one batch each
+            publisher.publish(trace(number))
+            await eventually(lambda n=number: len(Log.log) == n + 1)
+        await eventually(lambda: metric("interns_traces_held", service) == 10)
+
+        Group.committed = 6  # the collector stored the first six
+        await eventually(lambda: metric("interns_traces_held", service) == 4)
+        assert set(Group.asked) == {"collectors"}
+
+        Log.log = []  # the broker restarts empty
+        publisher.publish(trace(10))
+        await eventually(lambda: len(Log.log) == 5)
+        # The new trace's acknowledgement at offset 0 shows the log was reset: the four
+        # it forgot follow it.
+        assert [TraceRecorded.model_validate_json(v).trace_id for v in Log.log] == [
+            f"t-{n}" for n in (10, 6, 7, 8, 9)
+        ]
+        assert metric("interns_traces_resent_total", service) == 4
+    finally:
+        await publisher.stop(drain_s=1.0)
+    assert metric("interns_traces_dropped_total", service) == 0
+
+
+async def test_a_full_hold_releases_the_oldest_and_drops_nothing(kafka, tmp_path):
+    service = f"test-{uuid.uuid4().hex[:8]}"
+    size = len(trace(0).to_bytes()) + len(trace(0).key())
+    publisher = TracePublisher(
+        "kafka:9092",
+        service=service,
+        spill_dir=tmp_path,
+        linger_ms=0,
+        confirm_group="nobody-commits",
+        hold_max_bytes=3 * size,
+    )
+    await publisher.start()
+    try:
+        for number in range(10):
+            publisher.publish(trace(number))
+            await eventually(lambda n=number: len(Log.log) == n + 1)
+        assert metric("interns_traces_held", service) == 3
+        assert metric("interns_traces_released_unconfirmed_total", service) == 7
+    finally:
+        await publisher.stop(drain_s=1.0)
+    assert metric("interns_traces_dropped_total", service) == 0
