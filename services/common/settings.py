@@ -196,6 +196,26 @@ def env_name_of(settings_cls: type[BaseSettings], key: str) -> str:
     return f"{settings_cls.model_config.get('env_prefix', '')}{key}".upper()
 
 
+def variable_of(settings_cls: type[BaseSettings], loc: tuple) -> str:
+    """The environment variable a validation error at `loc` is about: a nested setting's
+    own variable (DEPLOYER_GATE__MIN_SAMPLES) unless the whole was given as JSON
+    (DEPLOYER_GATE, then the field), and NAME_FILE when the value came from a file."""
+    if not loc:
+        return "?"
+    environ = {name.upper() for name in os.environ}
+    name = env_name_of(settings_cls, str(loc[0]))
+    nested = [str(part) for part in loc[1:]]
+    if nested:
+        own = "__".join([name, *(part.upper() for part in nested)])
+        if own in environ or own + "_FILE" in environ or name not in environ:
+            name = own
+        else:
+            return f"{name} (field {'.'.join(nested)})"
+    if name not in environ and name + "_FILE" in environ:
+        return name + "_FILE"
+    return name
+
+
 def load_settings(cls: type[SettingsT]) -> SettingsT:
     """Builds `cls` from the environment; a missing or bad setting stops the process
     with a message that names the environment variable."""
@@ -204,8 +224,7 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         lines = []
         for problem in error.errors():
-            key = str(problem["loc"][0]) if problem["loc"] else "?"
-            lines.append(f"setting {env_name_of(cls, key)}: {problem['msg']}")
+            lines.append(f"setting {variable_of(cls, problem['loc'])}: {problem['msg']}")
         sys.exit("invalid configuration:\n  " + "\n  ".join(lines))
     except OSError as error:  # a NAME_FILE that cannot be read
         sys.exit(f"invalid configuration: cannot read {error.filename}: {error.strerror}")

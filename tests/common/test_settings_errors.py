@@ -42,3 +42,21 @@ def test_a_setting_with_several_names_names_the_one_that_was_set(monkeypatch, va
         monkeypatch.delenv(name, raising=False)
     message = stopped_with(ExpertSettings, monkeypatch, **{variable: ""})
     assert f"setting {variable}:" in message
+
+
+def test_a_bad_nested_setting_names_its_own_variable(monkeypatch):
+    message = stopped_with(DeployerSettings, monkeypatch, DEPLOYER_GATE__MIN_AGREEMENT="lots")
+    assert "setting DEPLOYER_GATE__MIN_AGREEMENT:" in message
+
+
+def test_a_nested_setting_given_as_json_names_the_variable_and_the_field(monkeypatch):
+    message = stopped_with(DeployerSettings, monkeypatch, DEPLOYER_GATE='{"min_agreement": "x"}')
+    assert "setting DEPLOYER_GATE (field min_agreement):" in message
+
+
+def test_a_bad_value_read_from_a_file_names_the_file_variable(monkeypatch, tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("short")
+    monkeypatch.delenv("TRITON_CONTROL_KEY", raising=False)
+    message = stopped_with(DeployerSettings, monkeypatch, TRITON_CONTROL_KEY_FILE=str(secret))
+    assert "setting TRITON_CONTROL_KEY_FILE:" in message
