@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,11 @@ def weather_log(tmp_path_factory) -> Path:
         + "\n"
     )
     return path
+
+
+async def eventually(condition, within_s: float = 10.0) -> None:
+    """Waits (polling every 10 ms) until `condition()` holds; fails after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.spill import FILE_NAME, SpillQueue
 from interns.gateway.traces import TracePublisher
-from tests.conftest import assert_never_waited, free_port
+from tests.conftest import assert_never_waited, eventually, free_port
 from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
 
 
@@ -41,13 +41,6 @@ def values(spill: SpillQueue) -> list[bytes]:
 
 def metric(name: str, service: str) -> float:
     return REGISTRY.get_sample_value(name, {"service": service}) or 0.0
-
-
-async def eventually(condition, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 # --- the queue on disk ------------------------------------------------------------------

@@ -5,7 +5,6 @@ tests/integration/test_kafka_outage.py.)"""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
@@ -15,6 +14,7 @@ from prometheus_client import REGISTRY
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.delivery import HeldTraces
 from interns.gateway.traces import TracePublisher
+from tests.conftest import eventually
 from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
 
 
@@ -146,13 +146,6 @@ def trace(number: int) -> TraceRecorded:
 
 def metric(name: str, service: str) -> float:
     return REGISTRY.get_sample_value(name, {"service": service}) or 0.0
-
-
-async def eventually(condition, within_s: float = 5.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_the_publisher_holds_until_committed_and_resends_what_a_reset_log_lost(

@@ -36,7 +36,7 @@ from interns.common.db import make_engine, upgrade_database
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.traces import TracePublisher
 from interns.trace_collector.store import RawRecord, parse_records, write_traces
-from tests.conftest import assert_never_waited, free_port
+from tests.conftest import assert_never_waited, eventually, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -198,13 +198,6 @@ def metric(name: str, service: str, **labels: str) -> float:
 
 def acknowledged(service: str) -> float:
     return metric("interns_events_published_total", service, topic=TraceRecorded.topic)
-
-
-async def eventually(condition, within_s: float) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def publish_steadily(
