@@ -552,6 +552,10 @@ class TracePublisher:
                 log.info("collector's offsets unavailable, traces stay held", error=repr(error))
                 await self._close_admin()
                 continue
+            except Exception:  # whatever went wrong, keep confirming
+                log.exception("asking for the collector's offsets failed, traces stay held")
+                await self._close_admin()
+                continue
             self._held.committed(
                 {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0},
                 epoch,
