@@ -1,5 +1,5 @@
 """The demo on the real local stack, on a workload the code has never seen: an OpenAI-format
-log written here (a currency agent), a 6-minute budget and tiny training steps. The loop
+log written here (a currency agent), an 8-minute budget and tiny training steps. The loop
 runs by itself: the miner finds the task, the trainer trains an intern for it, the deploy
 controller rolls it out, and the demo writes its report within its budget. The gates are
 opened (two training steps make no good intern): the test is about the loop, not quality."""
@@ -16,7 +16,8 @@ from rich.console import Console
 from interns.cli.demo import run_demo
 from tests.integration.conftest import stack_settings
 
-pytestmark = pytest.mark.integration
+# The demo replays for its budget less the stack's start and stop reserves (150 s).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CURRENCIES = ["EUR", "USD", "JPY", "GBP", "CHF", "PEN", "NOK"]
 CONVERT_TOOL = {
@@ -113,13 +114,13 @@ def test_the_demo_runs_the_loop_on_an_unseen_workload_within_its_budget(tmp_path
     output = io.StringIO()
     console = Console(file=output, width=200)
 
-    report = run_demo(settings, workload, out, console, minutes=6, serve_rate=4, live=False)
+    report = run_demo(settings, workload, out, console, minutes=8, serve_rate=4, live=False)
 
     printed = output.getvalue()
-    assert "finishes in at most 6 minutes" in printed
+    assert "finishes in at most 8 minutes" in printed
     assert "intern(s) of 2 steps" in printed
     assert report["ok"], report["errors"]
-    assert report["duration_s"] <= 6 * 60
+    assert report["duration_s"] <= 8 * 60
     assert report["answered"] == report["calls"] > 80  # one pass and more
     assert report["traces_stored"] == report["answered"]
     # The loop ran by itself: the miner found the task, the trainer's policy started a job.
