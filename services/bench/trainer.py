@@ -61,6 +61,15 @@ def mine_top_tasks(engine: Any, count: int) -> list[Task]:
     return sorted(tasks, key=lambda task: -task.size)[:count]
 
 
+def torch_threads(threads: int | None = None) -> int:
+    """Torch's intra-op thread count, set first to `threads` when given."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 class TritonServer:
     """A Triton server on free ports over `repository`, models loaded explicitly."""
 
@@ -136,7 +145,11 @@ def main(
     engine = make_engine(url)
     records = list(load_workload(workload))
     store_traces(engine, records, len(records), 0, seed=0)
+    threads = torch_threads()
     top = mine_top_tasks(engine, tasks)
+    # The miner's embedder sets torch to one thread for the whole process; the trainer's
+    # worker trains with torch's default (every core), so the bench does too.
+    torch_threads(threads)
     console.print(f"{len(records)} traces stored; largest tasks: {[t.label for t in top]}")
     settings = TrainerSettings()
     spec = next(s for s in DEFAULT_CATALOG if s.device == "cpu" and s.method == "lora")
