@@ -34,9 +34,9 @@ Record = tuple[bytes, bytes]
 
 @dataclass(frozen=True, slots=True)
 class HeldBatch:
-    """Records acknowledged together on one partition, at offsets base .. base+len-1."""
+    """Records acknowledged together on one partition (the key it is held under), at
+    offsets base .. base+len-1."""
 
-    partition: int
     base_offset: int
     records: Sequence[Record]
     size: int
@@ -87,7 +87,7 @@ class HeldTraces:
         size = sum(len(key) + len(value) for key, value in records)
         self._sequence += 1
         self._held.setdefault(partition, deque()).append(
-            HeldBatch(partition, base_offset, records, size, self._sequence)
+            HeldBatch(base_offset, records, size, self._sequence)
         )
         self._bytes += size
         self._count += len(records)

@@ -510,9 +510,8 @@ class TracePublisher:
         if released:
             self._released.inc(released)
             self._unreported_releases += released
-        now = time.monotonic()
-        if self._unreported_releases and now - self._last_release_warning >= (
-            DROP_WARNING_INTERVAL_S
+        if self._unreported_releases and (
+            time.monotonic() - self._last_release_warning >= DROP_WARNING_INTERVAL_S
         ):
             # Is the trace-collector running, in consumer group COLLECTOR_GROUP_ID?
             log.warning(
@@ -521,7 +520,7 @@ class TracePublisher:
                 group=self._confirm_group,
             )
             self._unreported_releases = 0
-            self._last_release_warning = now
+            self._last_release_warning = time.monotonic()
         self._held_gauge.set(self._held.count)
 
     def _resend(self, records: list[tuple[bytes, bytes]], reason: str) -> None:
