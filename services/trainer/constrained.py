@@ -2,7 +2,8 @@
 
 For a request with tools the answer is `{"name": <one of the request's tools>, "arguments":
 <an object valid for that tool's parameter schema>}`, in the training target's layout
-(compact separators, the name first, argument keys sorted, enum values only from the enum);
+(compact separators, the name first, argument keys sorted, enum values only from the enum,
+and the arguments the intern learned to copy only from the prompt's spans: copying.py);
 for a JSON response format, JSON valid for its schema. A small model then never names a
 tool the request does not have, never invents a parameter, never leaves a brace open and
 never repeats keys until the token cap: it spends its tokens on the values only. Free text
@@ -40,7 +41,9 @@ def _sorted_object(schema: Any) -> Any:
     return result
 
 
-def _arguments_schema(function: dict[str, Any]) -> dict[str, Any]:
+def _arguments_schema(
+    function: dict[str, Any], allowed: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     parameters = function.get("parameters")
     if not isinstance(parameters, dict) or not parameters.get("properties"):
         return {"type": "object", "properties": {}, "additionalProperties": False}
@@ -48,20 +51,28 @@ def _arguments_schema(function: dict[str, Any]) -> dict[str, Any]:
     schema.setdefault("type", "object")
     # A parameter the tool does not declare is never right.
     schema["additionalProperties"] = False
+    for name, values in (allowed or {}).items():
+        parameter = schema["properties"].get(name)
+        if isinstance(parameter, dict) and values:
+            schema["properties"][name] = {**parameter, "enum": values}
     return schema
 
 
-def answer_schema(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON schema every valid answer to `request` follows, or None (free text)."""
+def answer_schema(
+    request: dict[str, Any], allowed: dict[str, dict[str, list[str]]] | None = None
+) -> dict[str, Any] | None:
+    """The JSON schema every valid answer to `request` follows, or None (free text).
+    `allowed`: by tool and argument, the only values an argument may take (copying.py)."""
     tools = [tool.get("function", tool) for tool in request.get("tools") or []]
     tools = [tool for tool in tools if isinstance(tool, dict) and tool.get("name")]
     if tools:
+        allowed = allowed or {}
         variants = [
             {
                 "type": "object",
                 "properties": {
                     "name": {"const": tool["name"]},
-                    "arguments": _arguments_schema(tool),
+                    "arguments": _arguments_schema(tool, allowed.get(tool["name"])),
                 },
                 "required": ["name", "arguments"],
                 "additionalProperties": False,
@@ -149,10 +160,16 @@ class AnswerGrammars:
             hf_tokenizer, n_vocab=vocab_size, eos_token=hf_tokenizer.eos_token_id
         )
 
-    def processor(self, requests: list[dict[str, Any]], prompt_width: int) -> GrammarLogits | None:
+    def processor(
+        self,
+        requests: list[dict[str, Any]],
+        prompt_width: int,
+        allowed: list[dict[str, dict[str, list[str]]] | None] | None = None,
+    ) -> GrammarLogits | None:
+        """`allowed`: per request, the values its copied arguments may take (copying.py)."""
         grammars = []
-        for request in requests:
-            schema = answer_schema(request)
+        for index, request in enumerate(requests):
+            schema = answer_schema(request, allowed[index] if allowed else None)
             grammars.append(_grammar(json.dumps(schema, sort_keys=False)) if schema else None)
         if not any(grammars):
             return None

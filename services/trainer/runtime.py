@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from interns.trainer.constrained import AnswerGrammars
+from interns.trainer.copying import allowed_values
 from interns.trainer.models import BaseModelSpec, load_base
 from interns.trainer.prompting import encode, parse_answer, prompt_budget
-from interns.trainer.training import DEFER_KEY, INTERN_FILE
+from interns.trainer.training import COPIED_KEY, DEFER_KEY, INTERN_FILE
 
 
 class InternRuntime:
@@ -30,6 +31,7 @@ class InternRuntime:
         tool_lines: bool = True,
         normalize_values: bool = False,
         tool_results_first: bool = False,
+        copied_arguments: dict[str, list[str]] | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -39,6 +41,7 @@ class InternRuntime:
         self.tool_lines = tool_lines
         self.normalize_values = normalize_values
         self.tool_results_first = tool_results_first
+        self.copied_arguments = copied_arguments or {}
         self.grammars = AnswerGrammars(tokenizer, model.config.vocab_size) if constrained else None
 
     @classmethod
@@ -69,6 +72,7 @@ class InternRuntime:
             description.get("tool_lines", True),
             description.get("normalize_values", False),
             description.get("tool_results_first", False),
+            description.get(COPIED_KEY),
         )
 
     def generate(self, requests: list[dict[str, Any]]) -> list[tuple[str, float]]:
@@ -96,7 +100,18 @@ class InternRuntime:
         # Left padding: every prompt ends where generation starts.
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts])
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
-        grammar = self.grammars.processor(requests, width) if self.grammars else None
+        grammar = None
+        if self.grammars:
+            allowed = None
+            if self.copied_arguments:
+                allowed = [
+                    allowed_values(
+                        self.copied_arguments,
+                        self.tokenizer.decode(ids, skip_special_tokens=True),
+                    )
+                    for ids in prompts
+                ]
+            grammar = self.grammars.processor(requests, width, allowed)
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from interns.trainer.augment import augment
+from interns.trainer.copying import copied_arguments
 from interns.trainer.examples import Example
 from interns.trainer.models import BaseModelSpec, load_base
 from interns.trainer.prompting import answer_text, encode, prompt_budget
@@ -27,6 +28,9 @@ INTERN_FILE = "intern.json"
 # In intern.json: the confidence below which the intern defers to the expert (calibrated
 # on held-out answers by the evaluation; absent: it never defers).
 DEFER_KEY = "defer_below"
+# In intern.json: by tool, the arguments whose values the intern copies from its prompt
+# (copying.py; absent or empty: every value is free).
+COPIED_KEY = "copied_arguments"
 FORMAT_VERSION = 1
 IGNORED = -100
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -57,6 +61,9 @@ class TrainConfig:
     normalize_values: bool = False
     # Over budget, drop the tool results before the oldest turns (prompting.encode).
     tool_results_first: bool = False
+    # Arguments copied from the prompt in at least this share of the training examples
+    # may take only the prompt's spans as values (copying.py); None: every value is free.
+    copy_min_share: float | None = None
 
 
 def bf16_supported() -> bool:
@@ -95,6 +102,39 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
         "input_ids": prompt + answer,
         "labels": [IGNORED] * len(prompt) + answer,
     }
+
+
+def copied_from_examples(
+    tokenizer: Any, examples: list[Example], config: TrainConfig
+) -> dict[str, list[str]]:
+    """By tool, the arguments the expert copies from the prompt (as `config` renders it)
+    in at least `config.copy_min_share` of `examples` (copying.py); {} when off."""
+    if config.copy_min_share is None:
+        return {}
+    budget = prompt_budget(config.max_length, config.answer_tokens)
+    rows = []
+    for example in examples:
+        calls = example.answer.get("tool_calls") or []
+        function = (calls[0].get("function") or {}) if calls else {}
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                continue
+        if not isinstance(arguments, dict):
+            continue
+        ids = encode(
+            tokenizer,
+            example.request,
+            budget,
+            config.tool_lines,
+            config.normalize_values,
+            config.tool_results_first,
+        )
+        prompt = tokenizer.decode(ids, skip_special_tokens=True)
+        rows.append((example.request, prompt, function.get("name", ""), arguments))
+    return copied_arguments(rows, config.copy_min_share)
 
 
 def _collator(pad_id: int) -> Callable[[list[dict]], dict]:
@@ -220,13 +260,20 @@ def train(
     trainer.train(resume_from_checkpoint=last)
     if cancelled:
         raise TrainingCancelled(f"cancelled at step {cancelled[0]} of {max_steps}")
-    return save_intern(trainer.model, tokenizer, spec, config, workdir / "model")
+    copied = copied_from_examples(tokenizer, examples, config)
+    return save_intern(trainer.model, tokenizer, spec, config, workdir / "model", copied)
 
 
 def save_intern(
-    model: Any, tokenizer: Any, spec: BaseModelSpec, config: TrainConfig, target: Path
+    model: Any,
+    tokenizer: Any,
+    spec: BaseModelSpec,
+    config: TrainConfig,
+    target: Path,
+    copied: dict[str, list[str]] | None = None,
 ) -> Path:
-    """Writes the trained weights (the adapter alone for LoRA) and `intern.json`."""
+    """Writes the trained weights (the adapter alone for LoRA) and `intern.json`, with the
+    arguments it copies (`copied`)."""
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
@@ -238,6 +285,7 @@ def save_intern(
         "tool_lines": config.tool_lines,
         "normalize_values": config.normalize_values,
         "tool_results_first": config.tool_results_first,
+        COPIED_KEY: copied or {},
     }
     (target / INTERN_FILE).write_text(json.dumps(description, indent=2))
     return target
