@@ -77,6 +77,11 @@ DEFAULT_WORKLOAD = Path("../shared/workloads/sgd/sgd_service_calls_dev.jsonl")
 # The gateway's per-tenant limit (500/s by default) would refuse the load: it stays on,
 # with a limit above anything measured here.
 NO_RATE_LIMIT = {"GATEWAY_RATE_LIMIT_RPS": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"}
+# The stack's learning parts stay idle: the benchmark's calls are recorded SGD traffic,
+# which the miner would mine and the trainer's worker train an intern on, meanwhile taking
+# up to a core of the two the serving path is measured on (in production they run on
+# other machines). The trace-collector and Kafka run as usual: they are publishing's cost.
+LEARNING_IDLE = {"MINER_INTERVAL_S": "86400", "TRAINER_POLICY__OUTPUT_KINDS": "[]"}
 
 # A wide table whether or not the output is a terminal (make pipes it).
 console = Console(width=None if sys.stdout.isatty() else 132)
@@ -402,7 +407,14 @@ def start_paths(
         "GATEWAY_TRACE_PUBLISHING": "true",
         "GATEWAY_ROUTER": options.router,
     }
-    running = cleanup.enter_context(stack(settings, {**NO_RATE_LIMIT, **publishing}, report))
+    running = cleanup.enter_context(
+        stack(settings, {**NO_RATE_LIMIT, **LEARNING_IDLE, **publishing}, report)
+    )
+    notes.append(
+        "miner and trainer idle during the run (MINER_INTERVAL_S=86400, "
+        "TRAINER_POLICY__OUTPUT_KINDS=[]): not on the serving path; left on, the trainer's "
+        "worker trains an intern on the benchmark's calls, on the cores being measured"
+    )
     key_file = settings.api_key_file
     api_key = key_file.read_text().strip() if key_file.exists() else ""
     if not api_key:
