@@ -42,7 +42,9 @@ def _sorted_object(schema: Any) -> Any:
 
 
 def _arguments_schema(
-    function: dict[str, Any], allowed: dict[str, list[str]] | None = None
+    function: dict[str, Any],
+    allowed: dict[str, list[str]] | None = None,
+    defs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     parameters = function.get("parameters")
     if not isinstance(parameters, dict) or not parameters.get("properties"):
@@ -52,10 +54,20 @@ def _arguments_schema(
     # A parameter the tool does not declare is never right.
     schema["additionalProperties"] = False
     for name, values in (allowed or {}).items():
-        parameter = schema["properties"].get(name)
-        if isinstance(parameter, dict) and values:
-            schema["properties"][name] = {**parameter, "enum": values}
+        if isinstance(schema["properties"].get(name), dict) and values and defs is not None:
+            schema["properties"][name] = {"$ref": f"#/$defs/{_define(defs, values)}"}
     return schema
+
+
+def _define(defs: dict[str, Any], values: list[str]) -> str:
+    """The name of the definition of a string among `values` (one for each list: the copied
+    arguments of a request share the prompt's spans, thousands of them, written once)."""
+    for name, definition in defs.items():
+        if definition["enum"] is values:
+            return name
+    name = f"copied{len(defs)}"
+    defs[name] = {"type": "string", "enum": values}
+    return name
 
 
 def answer_schema(
@@ -67,19 +79,21 @@ def answer_schema(
     tools = [tool for tool in tools if isinstance(tool, dict) and tool.get("name")]
     if tools:
         allowed = allowed or {}
+        defs: dict[str, Any] = {}
         variants = [
             {
                 "type": "object",
                 "properties": {
                     "name": {"const": tool["name"]},
-                    "arguments": _arguments_schema(tool, allowed.get(tool["name"])),
+                    "arguments": _arguments_schema(tool, allowed.get(tool["name"]), defs),
                 },
                 "required": ["name", "arguments"],
                 "additionalProperties": False,
             }
             for tool in tools
         ]
-        return variants[0] if len(variants) == 1 else {"anyOf": variants}
+        schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+        return {**schema, "$defs": defs} if defs else schema
     response_format = request.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema")
@@ -169,8 +183,14 @@ class AnswerGrammars:
         """`allowed`: per request, the values its copied arguments may take (copying.py)."""
         grammars = []
         for index, request in enumerate(requests):
-            schema = answer_schema(request, allowed[index] if allowed else None)
-            grammars.append(_grammar(json.dumps(schema, sort_keys=False)) if schema else None)
+            values = allowed[index] if allowed else None
+            schema = answer_schema(request, values)
+            if schema is None:
+                grammars.append(None)
+                continue
+            text = json.dumps(schema, sort_keys=False)
+            # A request's copied values are its own: its grammar is not worth caching.
+            grammars.append(_grammar.__wrapped__(text) if values else _grammar(text))
         if not any(grammars):
             return None
         return GrammarLogits(self.ll_tokenizer, grammars, prompt_width)
