@@ -71,7 +71,8 @@ def torch_threads(threads: int | None = None) -> int:
 
 
 class TritonServer:
-    """A Triton server on free ports over `repository`, models loaded explicitly."""
+    """A Triton server on free ports of 127.0.0.1 over `repository`, models loaded
+    explicitly."""
 
     def __init__(self, repository: Path, state: Path):
         self.grpc_port, self.http_port, self.metrics_port = (free_port() for _ in range(3))
@@ -83,6 +84,9 @@ class TritonServer:
                 f"--model-repository={repository}",
                 f"--backend-directory={backends}",
                 "--model-control-mode=explicit",
+                # This machine only: its model control is open (the bench loads models).
+                "--http-address=127.0.0.1",
+                "--grpc-address=127.0.0.1",
                 f"--grpc-port={self.grpc_port}",
                 f"--http-port={self.http_port}",
                 f"--metrics-port={self.metrics_port}",
