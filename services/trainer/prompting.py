@@ -152,9 +152,13 @@ def encode(
     tool_lines: bool = True,
     normalize: bool = False,
     tool_results_first: bool = False,
+    keep_tool_calls: bool = False,
 ) -> list[int]:
     """The prompt's token ids, the oldest turns dropped until it fits (with
-    `tool_results_first`, the tool results before the last turn go first, oldest first).
+    `tool_results_first`, the tool results before the last turn go first, oldest first;
+    with `keep_tool_calls`, the agent's earlier tool calls go last: a call is a few
+    compact tokens that hold the values the conversation settled, the city of a search the
+    next call needs "there").
 
     The system line (the tools) and the last turn are always kept; when even they do not
     fit, the prompt keeps its last `max_prompt_tokens` tokens. Measured on SGD at the
@@ -165,7 +169,9 @@ def encode(
     argument values written somewhere in the conversation, dropping the oldest turns keeps
     89%, 89% and 99% in the prompt; dropping the tool results first 94%, 99.8% and 100%:
     a search's result list is hundreds of tokens, and the turns it pushes out name the
-    city or the date the next call needs (the agent's turns name what it found).
+    city or the date the next call needs (the agent's turns name what it found). With the
+    earlier tool calls kept too, at 415 tokens (max_length 512): 92%, 95% and 98% (the
+    restaurant search's city, said before the apartment search, 44% -> 100%).
     """
     messages = prompt_messages(request, tool_lines=tool_lines, normalize=normalize)
     while True:
@@ -174,12 +180,20 @@ def encode(
         )
         if len(ids) <= max_prompt_tokens or len(messages) <= 2:
             return list(ids[-max_prompt_tokens:])
+        middle = range(1, len(messages) - 1)
         drop = 1
         if tool_results_first:
-            results = [
-                i
-                for i in range(1, len(messages) - 1)
-                if messages[i]["role"] == "user" and messages[i]["content"].startswith(TOOL_RESULT)
-            ]
-            drop = results[0] if results else 1
+            results = [i for i in middle if _is_tool_result(messages[i])]
+            drop = results[0] if results else drop
+        if keep_tool_calls and drop == 1 and _is_tool_call(messages[1]):
+            turns = [i for i in middle if not _is_tool_call(messages[i])]
+            drop = turns[0] if turns else drop
         messages = [*messages[:drop], *messages[drop + 1 :]]
+
+
+def _is_tool_result(message: dict[str, str]) -> bool:
+    return message["role"] == "user" and message["content"].startswith(TOOL_RESULT)
+
+
+def _is_tool_call(message: dict[str, str]) -> bool:
+    return message["role"] == "assistant" and message["content"].startswith('{"name":')

@@ -31,6 +31,7 @@ class InternRuntime:
         tool_lines: bool = True,
         normalize_values: bool = False,
         tool_results_first: bool = False,
+        keep_tool_calls: bool = False,
         copied_arguments: dict[str, list[str]] | None = None,
     ):
         self.model = model.eval()
@@ -41,6 +42,7 @@ class InternRuntime:
         self.tool_lines = tool_lines
         self.normalize_values = normalize_values
         self.tool_results_first = tool_results_first
+        self.keep_tool_calls = keep_tool_calls
         self.copied_arguments = copied_arguments or {}
         self.grammars = AnswerGrammars(tokenizer, model.config.vocab_size) if constrained else None
 
@@ -72,6 +74,7 @@ class InternRuntime:
             description.get("tool_lines", True),
             description.get("normalize_values", False),
             description.get("tool_results_first", False),
+            description.get("keep_tool_calls", False),
             description.get(COPIED_KEY),
         )
 
@@ -91,6 +94,7 @@ class InternRuntime:
                 self.tool_lines,
                 self.normalize_values,
                 self.tool_results_first,
+                self.keep_tool_calls,
             )
             for request in requests
         ]

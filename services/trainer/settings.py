@@ -54,6 +54,11 @@ class TrainingOptions(BaseModel):
         description="When a prompt is over budget, drop the tool results (oldest first) before"
         " the oldest turns (see prompting.encode)",
     )
+    keep_tool_calls: bool = Field(
+        False,
+        description="When a prompt is over budget, drop the agent's earlier tool calls last (they"
+        " hold the values the conversation settled; see prompting.encode)",
+    )
     # Measured on the three largest SGD tasks' interns of the last full bench-trainer run
     # (evaluated again, same weights): exact match 0.70 -> 0.70, 0.37 -> 0.37, 0.49 -> 0.53,
     # without dates 0.74 -> 0.74, 0.53 -> 0.55, 0.55 -> 0.59; coverage at the calibrated

@@ -61,6 +61,8 @@ class TrainConfig:
     normalize_values: bool = False
     # Over budget, drop the tool results before the oldest turns (prompting.encode).
     tool_results_first: bool = False
+    # Over budget, the agent's earlier tool calls go last (prompting.encode).
+    keep_tool_calls: bool = False
     # Arguments copied from the prompt in at least this share of the training examples
     # may take only the prompt's spans as values (copying.py); None: every value is free.
     copy_min_share: float | None = None
@@ -97,6 +99,7 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
         config.tool_lines,
         config.normalize_values,
         config.tool_results_first,
+        config.keep_tool_calls,
     )
     return {
         "input_ids": prompt + answer,
@@ -131,6 +134,7 @@ def copied_from_examples(
             config.tool_lines,
             config.normalize_values,
             config.tool_results_first,
+            config.keep_tool_calls,
         )
         prompt = tokenizer.decode(ids, skip_special_tokens=True)
         rows.append((example.request, prompt, function.get("name", ""), arguments))
@@ -285,6 +289,7 @@ def save_intern(
         "tool_lines": config.tool_lines,
         "normalize_values": config.normalize_values,
         "tool_results_first": config.tool_results_first,
+        "keep_tool_calls": config.keep_tool_calls,
         COPIED_KEY: copied or {},
     }
     (target / INTERN_FILE).write_text(json.dumps(description, indent=2))

@@ -123,3 +123,29 @@ def test_over_budget_the_tool_results_can_go_before_the_oldest_turns():
     tight = " ".join(encode(tokenizer, request, len(full) - 40, tool_results_first=True))
     assert "sunny" not in tight and "windy" not in tight and "weather for Paris" not in tight
     assert tight.endswith("<user> And tomorrow? <assistant>")
+
+
+def test_over_budget_the_agents_earlier_tool_calls_can_go_last():
+    request = weather_request("I need the weather for Paris", "Which day?", "Friday")
+    request["messages"] += [
+        call("GetWeather", {"city": "Paris", "date": "Friday"}),
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny " * 20},
+        {"role": "assistant", "content": "Sunny. Anything else?"},
+        {"role": "user", "content": "And tomorrow in the same city?"},
+    ]
+    tokenizer = WordTokenizer()
+    full = encode(tokenizer, request, 1000, tool_results_first=True, keep_tool_calls=True)
+    assert encode(tokenizer, request, 1000) == full
+    # The tool result (23 words) and then the three turns before the call (12) and more.
+    budget = len(full) - 36
+    oldest = " ".join(encode(tokenizer, request, budget, tool_results_first=True))
+    assert "Paris" not in oldest and "sunny" not in oldest
+    kept = " ".join(
+        encode(tokenizer, request, budget, tool_results_first=True, keep_tool_calls=True)
+    )
+    assert '"city":"Paris"' in kept and "sunny" not in kept
+    assert "weather for Paris" not in kept and "Anything else?" not in kept
+    assert kept.endswith("<user> And tomorrow in the same city? <assistant>")
+    # With nothing but tool calls left to drop, the oldest call goes.
+    tight = " ".join(encode(tokenizer, request, 12, tool_results_first=True, keep_tool_calls=True))
+    assert "Paris" not in tight and tight.endswith("<assistant>")

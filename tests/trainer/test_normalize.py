@@ -136,13 +136,22 @@ def test_the_served_intern_normalizes_as_it_was_trained(tmp_path):
     """The prompt settings are saved in intern.json and read back by the runtime; an intern
     saved before they existed is served without them."""
     examples = [weather_example(n) for n in range(2)]
-    config = TrainConfig(max_steps=1, batch_size=2, normalize_values=True, tool_results_first=True)
+    config = TrainConfig(
+        max_steps=1,
+        batch_size=2,
+        normalize_values=True,
+        tool_results_first=True,
+        keep_tool_calls=True,
+    )
     model_dir = train(TINY, examples, config, tmp_path)
     runtime = InternRuntime.load(model_dir)
     assert runtime.normalize_values is True and runtime.tool_results_first is True
+    assert runtime.keep_tool_calls is True
     description_file = model_dir / "intern.json"
     description = json.loads(description_file.read_text())
     del description["normalize_values"], description["tool_results_first"]
+    del description["keep_tool_calls"]
     description_file.write_text(json.dumps(description))
     runtime = InternRuntime.load(model_dir)
     assert runtime.normalize_values is False and runtime.tool_results_first is False
+    assert runtime.keep_tool_calls is False
