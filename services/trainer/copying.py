@@ -7,9 +7,12 @@ off. Most argument values of a task are copied (on SGD, once times and counts ar
 normalized, 87 to 99% of the non-date values stand verbatim in the prompt). Training
 measures, per tool and argument, how often the expert's value is one of the prompt's
 spans (`spans`); an argument copied in at least `min_share` of at least `MIN_EXAMPLES`
-examples is recorded in `intern.json`, and constrained decoding (constrained.py) then
-offers that argument only the spans of the request's prompt as values. Arguments the
-expert computes (dates: the dialogues never say which day today is) stay free.
+examples is recorded in `intern.json` with the kind of its values (`value_kind`: digits
+with their punctuation, capitalised words, or any), and constrained decoding
+(constrained.py) then offers that argument only the spans of the request's prompt of that
+kind (a time argument cannot take a date, a city cannot be written in lower case).
+Arguments the expert computes (dates: the dialogues never say which day today is) stay
+free.
 
 A span is one to `MAX_SPAN_WORDS` consecutive words of the prompt's text (its special
 tokens left out), as written or with each word capitalised ("vietnamese" is the category
@@ -61,15 +64,54 @@ def string_arguments(tool: dict[str, Any]) -> set[str]:
     }
 
 
+def value_kind(values: Iterable[str]) -> str:
+    """What every one of an argument's values looks like, as a filter on spans: `digits`
+    followed by their punctuation (no letter in any: "18:15" gives `digits::`, "2" gives
+    `digits:`; mixed punctuation gives `digits`), `capitalized` (every word starts with a
+    capital or a digit: names and cities), else `any`."""
+    values = list(values)
+    if values and not any(_has_letter(value) for value in values):
+        marks = {_marks(value) for value in values}
+        return f"digits:{marks.pop()}" if len(marks) == 1 else "digits"
+    if values and all(_capitalized(value) for value in values):
+        return "capitalized"
+    return "any"
+
+
+def _has_letter(text: str) -> bool:
+    return any(char.isalpha() for char in text)
+
+
+def _marks(text: str) -> str:
+    return "".join(sorted({char for char in text if not char.isalnum() and not char.isspace()}))
+
+
+def _capitalized(text: str) -> bool:
+    return all(word[0].isupper() or word[0].isdigit() for word in text.split())
+
+
+def _fits(kind: str, span: str) -> bool:
+    if kind.startswith("digits"):
+        if _has_letter(span):
+            return False
+        marks = kind.partition(":")[2]
+        return ":" not in kind or _marks(span) == marks
+    if kind == "capitalized":
+        return _capitalized(span)
+    return True
+
+
 def copied_arguments(
     examples: Iterable[tuple[dict[str, Any], str, str, dict[str, Any]]],
     min_share: float = MIN_SHARE,
     min_examples: int = MIN_EXAMPLES,
-) -> dict[str, list[str]]:
+) -> dict[str, dict[str, str]]:
     """The arguments, by tool, whose value is a span of the prompt in at least `min_share`
-    of the `min_examples` or more examples that give them. `examples`: (request, prompt
-    text, tool name, arguments) of each training example answered with a tool call."""
+    of the `min_examples` or more examples that give them, each with the kind of its values
+    (`value_kind`). `examples`: (request, prompt text, tool name, arguments) of each
+    training example answered with a tool call."""
     seen: dict[tuple[str, str], list[int]] = {}
+    values: dict[tuple[str, str], list[str]] = {}
     for request, prompt, name, arguments in examples:
         tool = next(
             (t for t in request.get("tools") or [] if t.get("function", t).get("name") == name),
@@ -87,21 +129,31 @@ def copied_arguments(
             counts = seen.setdefault((name, argument), [0, 0])
             counts[0] += value in prompt_spans
             counts[1] += 1
-    copied: dict[str, list[str]] = {}
+            values.setdefault((name, argument), []).append(value)
+    copied: dict[str, dict[str, str]] = {}
     for (name, argument), (hits, total) in sorted(seen.items()):
         if total >= min_examples and hits >= min_share * total:
-            copied.setdefault(name, []).append(argument)
+            copied.setdefault(name, {})[argument] = value_kind(values[(name, argument)])
     return copied
 
 
 def allowed_values(
-    copied: dict[str, list[str]], prompt: str
+    copied: dict[str, dict[str, str] | list[str]], prompt: str
 ) -> dict[str, dict[str, list[str]]] | None:
-    """The values each copied argument may take in a request whose prompt is `prompt`
-    (None when the intern copies nothing)."""
+    """The values each copied argument may take in a request whose prompt is `prompt`: the
+    prompt's spans of the argument's kind (None when the intern copies nothing). An intern
+    that recorded its copied arguments as a list (no kinds) takes any span."""
     if not copied:
         return None
-    values = sorted(spans(prompt))
-    if not values:
+    every = spans(prompt)
+    if not every:
         return None
-    return {name: dict.fromkeys(arguments, values) for name, arguments in copied.items()}
+    by_kind: dict[str, list[str]] = {}
+    allowed: dict[str, dict[str, list[str]]] = {}
+    for name, arguments in copied.items():
+        kinds = dict.fromkeys(arguments, "any") if isinstance(arguments, list) else arguments
+        for argument, kind in kinds.items():
+            if kind not in by_kind:
+                by_kind[kind] = sorted(span for span in every if _fits(kind, span))
+            allowed.setdefault(name, {})[argument] = by_kind[kind]
+    return allowed

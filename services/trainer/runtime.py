@@ -32,7 +32,7 @@ class InternRuntime:
         normalize_values: bool = False,
         tool_results_first: bool = False,
         keep_tool_calls: bool = False,
-        copied_arguments: dict[str, list[str]] | None = None,
+        copied_arguments: dict[str, dict[str, str] | list[str]] | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer

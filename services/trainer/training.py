@@ -109,7 +109,7 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
 
 def copied_from_examples(
     tokenizer: Any, examples: list[Example], config: TrainConfig
-) -> dict[str, list[str]]:
+) -> dict[str, dict[str, str]]:
     """By tool, the arguments the expert copies from the prompt (as `config` renders it)
     in at least `config.copy_min_share` of `examples` (copying.py); {} when off."""
     if config.copy_min_share is None:
@@ -274,7 +274,7 @@ def save_intern(
     spec: BaseModelSpec,
     config: TrainConfig,
     target: Path,
-    copied: dict[str, list[str]] | None = None,
+    copied: dict[str, dict[str, str]] | None = None,
 ) -> Path:
     """Writes the trained weights (the adapter alone for LoRA) and `intern.json`, with the
     arguments it copies (`copied`)."""

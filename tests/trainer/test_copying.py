@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from interns.trainer.copying import allowed_values, copied_arguments, spans
+from interns.trainer.copying import allowed_values, copied_arguments, spans, value_kind
 from interns.trainer.prompting import encode, prompt_budget
 from interns.trainer.runtime import InternRuntime
 from interns.trainer.training import TrainConfig, train
@@ -51,12 +51,16 @@ def test_an_argument_is_copied_when_its_value_stands_in_the_prompt_often_enough(
     ]
     # One city the expert knew from elsewhere: 6 of 7 copied (0.86).
     examples.append(_example("a table for 2, same place as before", "Sunnyvale", "2019-03-08"))
-    assert copied_arguments(examples, min_share=0.8) == {"ReserveRestaurant": ["city"]}
+    assert copied_arguments(examples, min_share=0.8) == {
+        "ReserveRestaurant": {"city": "capitalized"}
+    }
     # Dates are computed, never copied; the enum is constrained anyway; too few categories.
     assert copied_arguments(examples, min_share=0.9) == {}
     # "thai" is the category Thai; but four examples are too few to tell.
     thai = [_example(f"thai in {city}", city, "2019-03-01", category="Thai") for city in cities]
-    assert copied_arguments(thai[:5], min_share=0.9) == {"ReserveRestaurant": ["category", "city"]}
+    assert copied_arguments(thai[:5], min_share=0.9) == {
+        "ReserveRestaurant": {"category": "capitalized", "city": "capitalized"}
+    }
     assert copied_arguments(thai[:4], min_share=0.9) == {}
 
 
@@ -86,11 +90,27 @@ def test_a_copied_argument_takes_only_values_from_the_prompt_whatever_the_weight
 
 
 def test_allowed_values_are_the_prompts_spans_for_each_copied_argument():
-    copied = {"FindBus": ["from_location", "to_location"]}
+    copied = {"FindBus": ["from_location", "to_location"]}  # as recorded before kinds
     allowed = allowed_values(copied, "a bus from Fresno")
     assert allowed is not None and set(allowed["FindBus"]) == {"from_location", "to_location"}
     assert "Fresno" in allowed["FindBus"]["from_location"]
     assert allowed_values({}, "a bus from Fresno") is None
+
+
+def test_a_copied_argument_takes_only_spans_of_the_kind_its_values_had():
+    assert value_kind(["18:15", "09:30"]) == "digits::"
+    assert value_kind(["2", "14"]) == "digits:"
+    assert value_kind(["2", "2.5"]) == "digits"
+    assert value_kind(["San Jose", "71 Saint Peter"]) == "capitalized"
+    assert value_kind(["San Jose", "iPhone"]) == "any"
+    prompt = "on 2019-03-09 at 12:15 for 2 at sino in San Jose"
+    copied = {"Reserve": {"time": "digits::", "party": "digits:", "place": "capitalized"}}
+    allowed = allowed_values(copied, prompt)["Reserve"]
+    assert "12:15" in allowed["time"] and "2019-03-09" not in allowed["time"]
+    assert set(allowed["time"]) == {"12:15"}
+    assert "2" in allowed["party"] and "12:15" not in allowed["party"]
+    assert "San Jose" in allowed["place"] and "Sino" in allowed["place"]
+    assert "sino" not in allowed["place"] and "at sino" not in allowed["place"]
 
 
 def test_a_trained_intern_records_what_it_copies_and_is_served_with_it(tmp_path):
@@ -98,9 +118,8 @@ def test_a_trained_intern_records_what_it_copies_and_is_served_with_it(tmp_path)
     examples = [weather_example(n) for n in range(6)]
     config = TrainConfig(max_steps=1, batch_size=2, copy_min_share=0.9)
     model_dir = train(TINY, examples, config, tmp_path / "on")
-    assert json.loads((model_dir / "intern.json").read_text())["copied_arguments"] == {
-        "GetWeather": ["city"]
-    }
-    assert InternRuntime.load(model_dir).copied_arguments == {"GetWeather": ["city"]}
+    copied = {"GetWeather": {"city": "capitalized"}}
+    assert json.loads((model_dir / "intern.json").read_text())["copied_arguments"] == copied
+    assert InternRuntime.load(model_dir).copied_arguments == copied
     plain = train(TINY, examples, TrainConfig(max_steps=1, batch_size=2), tmp_path / "off")
     assert InternRuntime.load(plain).copied_arguments == {}
