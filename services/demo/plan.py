@@ -162,6 +162,8 @@ def make_plan(
         # One intern per task within a demo: retraining would spend the budget twice.
         "TRAINER_POLICY__RETRAIN_GROWTH": "1000",
         "TRAINER_TRAINING__MAX_STEPS": str(max_steps),
+        # The step time above was measured at 416 tokens (the default is 512).
+        "TRAINER_TRAINING__MAX_LENGTH": "416",
         "TRAINER_MAX_EXAMPLES": "400",
         "DEPLOYER_CANARY_SHARES": json.dumps(canary_shares),
         "DEPLOYER_GATE__MIN_SAMPLES": str(min_samples),
