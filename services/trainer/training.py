@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from interns.common.answers import tool_calls
 from interns.trainer.augment import augment
 from interns.trainer.copying import copied_arguments
 from interns.trainer.examples import Example
@@ -92,19 +93,24 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
     """input_ids and labels (the prompt masked), at most `config.max_length` tokens."""
     answer = tokenizer(answer_text(example.answer), add_special_tokens=False)["input_ids"]
     answer = answer[: config.answer_tokens] + [tokenizer.eos_token_id]
-    prompt = encode(
+    prompt = prompt_ids(tokenizer, example.request, config)
+    return {
+        "input_ids": prompt + answer,
+        "labels": [IGNORED] * len(prompt) + answer,
+    }
+
+
+def prompt_ids(tokenizer: Any, request: dict[str, Any], config: TrainConfig) -> list[int]:
+    """The prompt of `request` as `config` renders it, in training and when counting copies."""
+    return encode(
         tokenizer,
-        example.request,
+        request,
         prompt_budget(config.max_length, config.answer_tokens),
         config.tool_lines,
         config.normalize_values,
         config.tool_results_first,
         config.keep_tool_calls,
     )
-    return {
-        "input_ids": prompt + answer,
-        "labels": [IGNORED] * len(prompt) + answer,
-    }
 
 
 def copied_from_examples(
@@ -114,30 +120,15 @@ def copied_from_examples(
     in at least `config.copy_min_share` of `examples` (copying.py); {} when off."""
     if config.copy_min_share is None:
         return {}
-    budget = prompt_budget(config.max_length, config.answer_tokens)
     rows = []
     for example in examples:
-        calls = example.answer.get("tool_calls") or []
-        function = (calls[0].get("function") or {}) if calls else {}
-        arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                continue
-        if not isinstance(arguments, dict):
+        calls = tool_calls(example.answer)
+        if not calls:
             continue
-        ids = encode(
-            tokenizer,
-            example.request,
-            budget,
-            config.tool_lines,
-            config.normalize_values,
-            config.tool_results_first,
-            config.keep_tool_calls,
-        )
+        name, arguments = calls[0]
+        ids = prompt_ids(tokenizer, example.request, config)
         prompt = tokenizer.decode(ids, skip_special_tokens=True)
-        rows.append((example.request, prompt, function.get("name", ""), arguments))
+        rows.append((example.request, prompt, name, arguments))
     return copied_arguments(rows, config.copy_min_share)
 
 
