@@ -14,6 +14,11 @@ Rewritten: a clock time with its part of the day ("6:15 pm", "half past 6 in the
 one to twenty as digits, except a capitalised word followed by another capitalised word or
 nothing (a name like "Three Seasons"), and "one" used as a pronoun ("that one").
 
+Day ordinals of a date lose their suffix ("March 1st", "the 3rd of March", "on the 8th."
+as "March 1", "the 3 of March", "on the 8."): the intern otherwise copies "1st" into a
+`2019-03-1st` date. Street numbers ("West 4th Street") and names keep theirs: only an
+ordinal after a month, before "of", or after "the" at the end of a phrase is rewritten.
+
 Written by hand: the phrasings are few and English-only, and a date/time parsing library
 would also rewrite dates (which need today's date, and the dialogues never give it).
 """
@@ -63,6 +68,20 @@ PART_THEN_TIME = re.compile(
 NOON = re.compile(r"\b(?P<word>noon|midnight)\b", re.IGNORECASE)
 NUMBER_WORD = re.compile(
     rf"\b(?P<word>{'|'.join(WORDS)})\b(?=(?P<after>\s+\S|\W|$))", re.IGNORECASE
+)
+ORDINAL = re.compile(r"\b(?P<day>[1-9]|[12]\d|3[01])(?:st|nd|rd|th)\b", re.IGNORECASE)
+MONTH_BEFORE = re.compile(
+    r"\b(?:january|february|march|april|may|june|july|august|september|october|november"
+    r"|december|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\.?\s+$",
+    re.IGNORECASE,
+)
+THE_BEFORE = re.compile(r"\bthe\s+$", re.IGNORECASE)
+OF_AFTER = re.compile(r"\s+of\b", re.IGNORECASE)
+# After "the", a day ends its phrase ("the 3rd.", "the 3rd at 6 pm"), a floor does not.
+PHRASE_END = re.compile(
+    r"\s*(?:[.,!?;]|$)|\s+(?:at|and|in|to|from|for|or|please|instead|until|till|through"
+    r"|then|is|would|will|works)\b",
+    re.IGNORECASE,
 )
 # "one" as a pronoun, not a count: "that one", "the one", "no one".
 PRONOUN_BEFORE = re.compile(
@@ -127,6 +146,23 @@ def normalize_counts(text: str) -> str:
     return NUMBER_WORD.sub(lambda match: _number(match, text), text)
 
 
+def _day(match: re.Match[str], text: str) -> str:
+    before, after = text[: match.start()], text[match.end() :]
+    if (
+        MONTH_BEFORE.search(before)
+        or OF_AFTER.match(after)
+        or (THE_BEFORE.search(before) and PHRASE_END.match(after))
+    ):
+        return match.group("day")
+    return match.group(0)
+
+
+def normalize_days(text: str) -> str:
+    """Day ordinals of dates without their suffix ("March 1st" -> "March 1")."""
+    return ORDINAL.sub(lambda match: _day(match, text), text)
+
+
 def normalize_values(text: str) -> str:
-    """Times, then counts (so that "one in the afternoon" becomes 13:00, not "1 in ...")."""
-    return normalize_counts(normalize_times(text))
+    """Times, then counts (so that "one in the afternoon" becomes 13:00, not "1 in ..."),
+    then day ordinals."""
+    return normalize_days(normalize_counts(normalize_times(text)))

@@ -8,7 +8,12 @@ import json
 import pytest
 
 from interns.trainer.examples import Example
-from interns.trainer.normalize import normalize_counts, normalize_times, normalize_values
+from interns.trainer.normalize import (
+    normalize_counts,
+    normalize_days,
+    normalize_times,
+    normalize_values,
+)
 from interns.trainer.prompting import conversation, encode
 from interns.trainer.runtime import InternRuntime
 from interns.trainer.training import TrainConfig, tokenize_example, train
@@ -88,8 +93,32 @@ def test_names_and_the_pronoun_one_are_left_alone(text):
     assert normalize_counts(text) == text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("on March 1st at 5", "on March 1 at 5"),
+        ("Mar. 3rd", "Mar. 3"),
+        ("the 3rd of March", "the 3 of March"),
+        ("from the 2nd of next month", "from the 2 of next month"),
+        ("Is it on the 8th.", "Is it on the 8."),
+        ("the 22nd, please", "the 22, please"),
+    ],
+)
+def test_day_ordinals_of_dates_lose_their_suffix(text, expected):
+    assert normalize_days(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1414 West 4th Street", "the 5th floor", "21st Amendment Brewery", "my 2nd choice", "1st"],
+)
+def test_street_numbers_names_and_other_ordinals_keep_their_suffix(text):
+    assert normalize_days(text) == text
+
+
 def test_times_are_rewritten_before_counts():
     assert normalize_values("two people at one in the afternoon") == "2 people at 13:00"
+    assert normalize_values("two on March 1st at 6 pm") == "2 on March 1 at 18:00"
 
 
 def booking_request() -> dict:
