@@ -402,7 +402,7 @@ async def test_traces_a_restarted_broker_forgot_are_sent_again(broker, collector
 async def test_traces_go_to_kafka_compressed_and_consumers_read_them_whole(
     broker, tmp_path, monkeypatch
 ):
-    """Record batches leave the gateway zstd-compressed (GATEWAY_TRACE_COMPRESSION's
+    """Record batches leave the gateway snappy-compressed (GATEWAY_TRACE_COMPRESSION's
     default): the broker stores and serves them so, and a consumer (the collector's
     client) reads every trace back as it was published."""
     from aiokafka.consumer import fetcher
@@ -459,4 +459,4 @@ async def test_traces_go_to_kafka_compressed_and_consumers_read_them_whole(
     assert sorted(received, key=lambda event: event.trace_id) == sorted(
         sent, key=lambda event: event.trace_id
     )
-    assert codecs and set(codecs) == {DefaultRecordBatch.CODEC_ZSTD}
+    assert codecs and set(codecs) == {DefaultRecordBatch.CODEC_SNAPPY}
