@@ -231,7 +231,7 @@ class TracePublisher:
             ) from error
         if self._spill.pending:
             log.info("traces left in the spill will be sent first", count=self._spill.pending)
-        self._update_depth()
+        self._note_memory_empty()
         self._sender = asyncio.create_task(self._run_sender(), name="trace-sender")
         self._spiller = asyncio.create_task(self._run_spiller(), name="trace-spiller")
         if self._held is not None:
@@ -271,7 +271,7 @@ class TracePublisher:
         pending = self._spill.pending
         await self._on_disk(self._spill.close)
         self._disk.shutdown()
-        self._update_depth()
+        self._note_memory_empty()
         if pending:
             log.info("traces kept in the spill for the next start", count=pending)
         self._report_drops(force=True)
@@ -294,7 +294,7 @@ class TracePublisher:
                 log.exception("trace sender failed, retrying")
                 self._memory.extendleft(reversed(self._in_flight))
                 self._in_flight = []
-                self._update_depth()
+                self._note_memory_empty()
                 await asyncio.sleep(RESEND_PAUSE_S)
             self._report_drops()
 
@@ -329,7 +329,7 @@ class TracePublisher:
         if failed:
             self._memory.extendleft(reversed(failed))
             await self._lose_kafka()
-        self._update_depth()
+        self._note_memory_empty()
 
     async def _replay_spill(self, producer: AIOKafkaProducer) -> None:
         batch = await self._on_disk(self._spill.peek, SEND_BATCH)
@@ -348,7 +348,7 @@ class TracePublisher:
         self._replayed.inc(replayed)
         if len(done) < len(batch.records):
             await self._lose_kafka()
-        self._update_depth()
+        self._note_memory_empty()
 
     async def _send(
         self, producer: AIOKafkaProducer, records: Sequence[tuple[bytes, bytes]]
@@ -540,7 +540,7 @@ class TracePublisher:
         self._resent.inc(len(records))
         self._held_gauge.set(self._held.count)
         self._work.set()
-        self._update_depth()
+        self._note_memory_empty()
 
     async def _run_confirmer(self) -> None:
         """Forgets the held traces the collector's group has committed past, every
@@ -629,7 +629,7 @@ class TracePublisher:
         if kept < len(batch) - unusable:
             self._dropped(len(batch) - unusable - kept, "trace spill full")
         self._work.set()
-        self._update_depth()
+        self._note_memory_empty()
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -652,7 +652,8 @@ class TracePublisher:
         """Traces not yet in Kafka: in memory, being sent or spilled, and in the spill."""
         return self._in_memory() + (self._spill.pending if self._spill else 0)
 
-    def _update_depth(self) -> None:
+    def _note_memory_empty(self) -> None:
+        """Lets `stop` know whether every trace in memory has left it."""
         if self._in_memory():
             self._memory_empty.clear()
         else:
