@@ -13,13 +13,13 @@ import tritonclient.grpc as triton
 from interns.stack.components import triton_control_key
 from interns.stack.settings import StackSettings
 from interns.stack.supervisor import down, up
-from tests.conftest import free_port
+from tests.conftest import free_ports
 
 PORT_FIELDS = [name for name in StackSettings.model_fields if name.endswith("_port")]
 
 
 def stack_settings(state_dir, **overrides) -> StackSettings:
-    ports = {name: free_port() for name in PORT_FIELDS}
+    ports = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS)), strict=True))
     return StackSettings(
         state_dir=state_dir,
         database_url="",
