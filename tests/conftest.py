@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from interns.bench.processes import free_port  # noqa: F401 (the tiers import it from here)
 from interns.common.db import make_engine, upgrade_database
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,22 +39,6 @@ def engine(tmp_path):
     engine = make_engine(url)
     yield engine
     engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: the probes stay bound until all are picked, so the
-    kernel cannot hand one port out twice (as calling free_port in a row can)."""
-    with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
 
 
 def assert_never_waited(durations: list[float]) -> None:

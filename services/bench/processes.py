@@ -34,9 +34,23 @@ class BenchError(RuntimeError):
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct TCP ports nothing listens on now: the probes stay bound until all
+    are picked, so the kernel cannot hand one port out twice (as free_port in a row can)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind((host, 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
+def stack_ports() -> dict[str, int]:
+    """A free port for each of the stack's port settings, no two alike."""
+    names = [name for name in StackSettings.model_fields if name.endswith("_port")]
+    return dict(zip(names, free_ports(len(names)), strict=True))
 
 
 @dataclasses.dataclass
@@ -227,7 +241,7 @@ def start_litellm(
 
 def stack_settings(state_dir: Path, expert_base_url: str) -> StackSettings:
     """The local stack on free ports in `state_dir`, its expert being `expert_base_url`."""
-    ports = {name: free_port() for name in StackSettings.model_fields if name.endswith("_port")}
+    ports = stack_ports()
     return StackSettings(
         state_dir=state_dir,
         database_url="",
@@ -283,7 +297,7 @@ def gateway_variant(
 def fresh_settings(state_dir: Path, workload: Path, **overrides) -> StackSettings:
     """Stack settings on free ports, in `state_dir`, with the replay expert on `workload`
     and nothing taken from the operator's environment; `overrides` set the rest."""
-    ports = {name: free_port() for name in StackSettings.model_fields if name.endswith("_port")}
+    ports = stack_ports()
     return StackSettings(
         state_dir=state_dir,
         database_url="",

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from interns.bench.miner import store_traces
-from interns.bench.processes import free_port
+from interns.bench.processes import free_ports
 from interns.common.db import Task, make_engine, upgrade_database
 from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, decode_response, encode_request
 from interns.expert.replay import load_workload
@@ -75,7 +75,7 @@ class TritonServer:
     explicitly."""
 
     def __init__(self, repository: Path, state: Path):
-        self.grpc_port, self.http_port, self.metrics_port = (free_port() for _ in range(3))
+        self.grpc_port, self.http_port, self.metrics_port = free_ports(3)
         backends = prepare_triton_backends(state)
         self.log = (state / "triton.log").open("w")
         self.process = subprocess.Popen(

@@ -10,16 +10,14 @@ from dataclasses import dataclass
 import pytest
 import tritonclient.grpc as triton
 
+from interns.bench.processes import stack_ports
 from interns.stack.components import triton_control_key
 from interns.stack.settings import StackSettings
 from interns.stack.supervisor import down, up
-from tests.conftest import free_ports
-
-PORT_FIELDS = [name for name in StackSettings.model_fields if name.endswith("_port")]
 
 
 def stack_settings(state_dir, **overrides) -> StackSettings:
-    ports = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS)), strict=True))
+    ports = stack_ports()
     return StackSettings(
         state_dir=state_dir,
         database_url="",
