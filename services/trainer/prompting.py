@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, fields
 from typing import Any
 
 from interns.trainer.normalize import normalize_values
@@ -20,6 +21,25 @@ TOOL_SYSTEM_SHORT = "Call a tool with arguments taken from the conversation."
 TEXT_SYSTEM = "Answer the conversation's last message."
 JSON_SYSTEM = "Answer the conversation's last message with one JSON object."
 TOOL_RESULT = "[tool result]"
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """How a request becomes an intern's prompt. Chosen for training (TrainConfig), recorded
+    in the intern's `intern.json` and read from there at serve time: the intern sees the
+    prompt it was trained on. See `system_prompt` (tool_lines), `conversation`
+    (normalize_values) and `encode` (tool_results_first, keep_tool_calls)."""
+
+    tool_lines: bool = True
+    normalize_values: bool = False
+    tool_results_first: bool = False
+    keep_tool_calls: bool = False
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> PromptOptions:
+        """The options an `intern.json` records; one written before an option existed was
+        trained without it (the defaults)."""
+        return cls(**{f.name: bool(description.get(f.name, f.default)) for f in fields(cls)})
 
 
 def tool_line(tool: dict[str, Any]) -> str:
@@ -149,13 +169,10 @@ def encode(
     tokenizer: Any,
     request: dict[str, Any],
     max_prompt_tokens: int,
-    tool_lines: bool = True,
-    normalize: bool = False,
-    tool_results_first: bool = False,
-    keep_tool_calls: bool = False,
+    options: PromptOptions = PromptOptions(),
 ) -> list[int]:
-    """The prompt's token ids, the oldest turns dropped until it fits (with
-    `tool_results_first`, the tool results before the last turn go first, oldest first;
+    """The prompt's token ids as `options` render it, the oldest turns dropped until it fits
+    (with `tool_results_first`, the tool results before the last turn go first, oldest first;
     with `keep_tool_calls`, the agent's earlier tool calls go last: a call is a few
     compact tokens that hold the values the conversation settled, the city of a search the
     next call needs "there").
@@ -173,7 +190,9 @@ def encode(
     earlier tool calls kept too, at 415 tokens (max_length 512): 92%, 95% and 98% (the
     restaurant search's city, said before the apartment search, 44% -> 100%).
     """
-    messages = prompt_messages(request, tool_lines=tool_lines, normalize=normalize)
+    messages = prompt_messages(
+        request, tool_lines=options.tool_lines, normalize=options.normalize_values
+    )
     while True:
         ids = tokenizer.apply_chat_template(
             messages, tokenize=True, add_generation_prompt=True, return_dict=False
@@ -182,10 +201,10 @@ def encode(
             return list(ids[-max_prompt_tokens:])
         middle = range(1, len(messages) - 1)
         drop = 1
-        if tool_results_first:
+        if options.tool_results_first:
             results = [i for i in middle if _is_tool_result(messages[i])]
             drop = results[0] if results else drop
-        if keep_tool_calls and drop == 1 and _is_tool_call(messages[1]):
+        if options.keep_tool_calls and drop == 1 and _is_tool_call(messages[1]):
             turns = [i for i in middle if not _is_tool_call(messages[i])]
             drop = turns[0] if turns else drop
         messages = [*messages[:drop], *messages[drop + 1 :]]

@@ -15,7 +15,7 @@ from typing import Any
 from interns.trainer.constrained import AnswerGrammars
 from interns.trainer.copying import allowed_values
 from interns.trainer.models import BaseModelSpec, load_base
-from interns.trainer.prompting import encode, parse_answer, prompt_budget
+from interns.trainer.prompting import PromptOptions, encode, parse_answer, prompt_budget
 from interns.trainer.training import COPIED_KEY, DEFER_KEY, INTERN_FILE
 
 
@@ -28,10 +28,7 @@ class InternRuntime:
         answer_tokens: int,
         constrained: bool = True,
         defer_below: float | None = None,
-        tool_lines: bool = True,
-        normalize_values: bool = False,
-        tool_results_first: bool = False,
-        keep_tool_calls: bool = False,
+        prompt: PromptOptions = PromptOptions(),
         copied_arguments: dict[str, dict[str, str] | list[str]] | None = None,
     ):
         self.model = model.eval()
@@ -39,10 +36,7 @@ class InternRuntime:
         self.max_length = max_length
         self.answer_tokens = answer_tokens
         self.defer_below = defer_below
-        self.tool_lines = tool_lines
-        self.normalize_values = normalize_values
-        self.tool_results_first = tool_results_first
-        self.keep_tool_calls = keep_tool_calls
+        self.prompt = prompt
         self.copied_arguments = copied_arguments or {}
         self.grammars = AnswerGrammars(tokenizer, model.config.vocab_size) if constrained else None
 
@@ -71,10 +65,7 @@ class InternRuntime:
             description["answer_tokens"],
             constrained,
             description.get(DEFER_KEY),
-            description.get("tool_lines", True),
-            description.get("normalize_values", False),
-            description.get("tool_results_first", False),
-            description.get("keep_tool_calls", False),
+            PromptOptions.from_description(description),
             description.get(COPIED_KEY),
         )
 
@@ -86,18 +77,7 @@ class InternRuntime:
         from transformers import LogitsProcessorList
 
         budget = prompt_budget(self.max_length, self.answer_tokens)
-        prompts = [
-            encode(
-                self.tokenizer,
-                request,
-                budget,
-                self.tool_lines,
-                self.normalize_values,
-                self.tool_results_first,
-                self.keep_tool_calls,
-            )
-            for request in requests
-        ]
+        prompts = [encode(self.tokenizer, request, budget, self.prompt) for request in requests]
         width = max(len(ids) for ids in prompts)
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id

@@ -23,7 +23,7 @@ from interns.trainer.augment import augment
 from interns.trainer.copying import copied_arguments
 from interns.trainer.examples import Example
 from interns.trainer.models import BaseModelSpec, load_base
-from interns.trainer.prompting import answer_text, encode, prompt_budget
+from interns.trainer.prompting import PromptOptions, answer_text, encode, prompt_budget
 
 INTERN_FILE = "intern.json"
 # In intern.json: the confidence below which the intern defers to the expert (calibrated
@@ -68,6 +68,13 @@ class TrainConfig:
     # may take only the prompt's spans as values (copying.py); None: every value is free.
     copy_min_share: float | None = None
 
+    @property
+    def prompt(self) -> PromptOptions:
+        """How this run renders a request as a prompt (recorded in intern.json)."""
+        return PromptOptions(
+            self.tool_lines, self.normalize_values, self.tool_results_first, self.keep_tool_calls
+        )
+
 
 def bf16_supported() -> bool:
     import torch
@@ -103,13 +110,7 @@ def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> d
 def prompt_ids(tokenizer: Any, request: dict[str, Any], config: TrainConfig) -> list[int]:
     """The prompt of `request` as `config` renders it, in training and when counting copies."""
     return encode(
-        tokenizer,
-        request,
-        prompt_budget(config.max_length, config.answer_tokens),
-        config.tool_lines,
-        config.normalize_values,
-        config.tool_results_first,
-        config.keep_tool_calls,
+        tokenizer, request, prompt_budget(config.max_length, config.answer_tokens), config.prompt
     )
 
 
@@ -277,10 +278,7 @@ def save_intern(
         "base": asdict(spec),
         "max_length": config.max_length,
         "answer_tokens": config.answer_tokens,
-        "tool_lines": config.tool_lines,
-        "normalize_values": config.normalize_values,
-        "tool_results_first": config.tool_results_first,
-        "keep_tool_calls": config.keep_tool_calls,
+        **asdict(config.prompt),
         COPIED_KEY: copied or {},
     }
     (target / INTERN_FILE).write_text(json.dumps(description, indent=2))

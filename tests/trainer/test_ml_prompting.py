@@ -7,6 +7,7 @@ import json
 import pytest
 
 from interns.trainer.prompting import (
+    PromptOptions,
     answer_text,
     encode,
     parse_answer,
@@ -111,16 +112,17 @@ def test_over_budget_the_tool_results_can_go_before_the_oldest_turns():
         {"role": "user", "content": "And tomorrow?"},
     ]
     tokenizer = WordTokenizer()
-    full = encode(tokenizer, request, 1000, tool_results_first=True)
+    results_go_first = PromptOptions(tool_results_first=True)
+    full = encode(tokenizer, request, 1000, results_go_first)
     assert encode(tokenizer, request, 1000) == full
     budget = len(full) - 10
     oldest_first = " ".join(encode(tokenizer, request, budget))
     assert "weather for Paris" not in oldest_first and "sunny" in oldest_first
-    results_first = " ".join(encode(tokenizer, request, budget, tool_results_first=True))
+    results_first = " ".join(encode(tokenizer, request, budget, results_go_first))
     assert "sunny" not in results_first and "windy" in results_first
     assert "I need the weather for Paris" in results_first
     # Still over budget without any tool result: then the oldest turns go.
-    tight = " ".join(encode(tokenizer, request, len(full) - 40, tool_results_first=True))
+    tight = " ".join(encode(tokenizer, request, len(full) - 40, results_go_first))
     assert "sunny" not in tight and "windy" not in tight and "weather for Paris" not in tight
     assert tight.endswith("<user> And tomorrow? <assistant>")
 
@@ -134,18 +136,17 @@ def test_over_budget_the_agents_earlier_tool_calls_can_go_last():
         {"role": "user", "content": "And tomorrow in the same city?"},
     ]
     tokenizer = WordTokenizer()
-    full = encode(tokenizer, request, 1000, tool_results_first=True, keep_tool_calls=True)
+    calls_go_last = PromptOptions(tool_results_first=True, keep_tool_calls=True)
+    full = encode(tokenizer, request, 1000, calls_go_last)
     assert encode(tokenizer, request, 1000) == full
     # The tool result (23 words) and then the three turns before the call (12) and more.
     budget = len(full) - 36
-    oldest = " ".join(encode(tokenizer, request, budget, tool_results_first=True))
+    oldest = " ".join(encode(tokenizer, request, budget, PromptOptions(tool_results_first=True)))
     assert "Paris" not in oldest and "sunny" not in oldest
-    kept = " ".join(
-        encode(tokenizer, request, budget, tool_results_first=True, keep_tool_calls=True)
-    )
+    kept = " ".join(encode(tokenizer, request, budget, calls_go_last))
     assert '"city":"Paris"' in kept and "sunny" not in kept
     assert "weather for Paris" not in kept and "Anything else?" not in kept
     assert kept.endswith("<user> And tomorrow in the same city? <assistant>")
     # With nothing but tool calls left to drop, the oldest call goes.
-    tight = " ".join(encode(tokenizer, request, 12, tool_results_first=True, keep_tool_calls=True))
+    tight = " ".join(encode(tokenizer, request, 12, calls_go_last))
     assert "Paris" not in tight and tight.endswith("<assistant>")

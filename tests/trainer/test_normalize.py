@@ -14,7 +14,7 @@ from interns.trainer.normalize import (
     normalize_times,
     normalize_values,
 )
-from interns.trainer.prompting import conversation, encode
+from interns.trainer.prompting import PromptOptions, conversation, encode
 from interns.trainer.runtime import InternRuntime
 from interns.trainer.training import TrainConfig, tokenize_example, train
 from tests.trainer.test_ml_prompting import WordTokenizer, call, weather_request
@@ -141,7 +141,7 @@ def test_the_prompt_normalizes_the_turns_only_when_asked_and_never_tool_calls_or
     # The earlier call and the tool's result are the same either way.
     assert normalized[3:5] == plain[3:5] and "6:15 pm" in normalized[4]
     tokenizer = WordTokenizer()
-    assert "18:15" in encode(tokenizer, request, 1000, normalize=True)
+    assert "18:15" in encode(tokenizer, request, 1000, PromptOptions(normalize_values=True))
     assert "18:15" not in encode(tokenizer, request, 1000)
 
 
@@ -174,13 +174,13 @@ def test_the_served_intern_normalizes_as_it_was_trained(tmp_path):
     )
     model_dir = train(TINY, examples, config, tmp_path)
     runtime = InternRuntime.load(model_dir)
-    assert runtime.normalize_values is True and runtime.tool_results_first is True
-    assert runtime.keep_tool_calls is True
+    assert runtime.prompt == PromptOptions(
+        tool_lines=False, normalize_values=True, tool_results_first=True, keep_tool_calls=True
+    )
     description_file = model_dir / "intern.json"
     description = json.loads(description_file.read_text())
     del description["normalize_values"], description["tool_results_first"]
     del description["keep_tool_calls"]
     description_file.write_text(json.dumps(description))
     runtime = InternRuntime.load(model_dir)
-    assert runtime.normalize_values is False and runtime.tool_results_first is False
-    assert runtime.keep_tool_calls is False
+    assert runtime.prompt == PromptOptions(tool_lines=False)
