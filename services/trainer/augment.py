@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from interns.common.answers import UNPARSABLE, tool_calls
 from interns.trainer.examples import Example
 
 MIN_LENGTH = 3
@@ -60,17 +61,9 @@ def is_copyable(value: Any) -> bool:
 
 
 def call_arguments(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The decoded arguments of each tool call in an assistant message."""
-    decoded = []
-    for call in answer.get("tool_calls") or []:
-        arguments = (call.get("function") or {}).get("arguments") or {}
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError:
-                arguments = {}
-        decoded.append(arguments if isinstance(arguments, dict) else {})
-    return decoded
+    """The decoded arguments of each tool call in an assistant message ({} for arguments
+    that do not parse: nothing to swap)."""
+    return [{} if UNPARSABLE in arguments else arguments for _, arguments in tool_calls(answer)]
 
 
 def value_pools(examples: Iterable[Example]) -> dict[str, list[str]]:
@@ -152,6 +145,9 @@ def _texts(node: Any) -> Iterable[str]:
 def _swapped_answer(answer: dict[str, Any], substitute: Substitute) -> dict[str, Any]:
     calls = []
     for call, arguments in zip(answer.get("tool_calls") or [], call_arguments(answer), strict=True):
+        if not arguments:  # nothing to swap (or arguments that do not parse): as it was
+            calls.append(call)
+            continue
         swapped = {
             name: substitute(value, False) if isinstance(value, str) else value
             for name, value in arguments.items()

@@ -158,3 +158,13 @@ def test_training_with_copies_takes_a_step_per_batch_of_the_augmented_split(tmp_
     train(TINY, examples, config, tmp_path, on_progress=seen.append)
     assert [p.step for p in seen] == [1, 2, 3]  # 6 examples, 2 a batch
     assert examples == before
+
+
+def test_a_call_whose_arguments_do_not_parse_is_kept_as_written():
+    example = bus_example(0, "Fresno", "Las Vegas")
+    broken = {"id": "c2", "type": "function", "function": {"name": "Note", "arguments": "{oops"}}
+    example.answer["tool_calls"].append(broken)
+    [variant] = augment([example, *TRAIN[1:]], copies=1, seed=0)[3:4]
+    calls = variant.answer["tool_calls"]
+    assert json.loads(calls[0]["function"]["arguments"])["from_location"] != "Fresno"
+    assert calls[1] == broken
