@@ -411,21 +411,24 @@ class Deployer:
     def _health(self, deployment: Deployment) -> TaskHealth:
         tally = deployment.window.tally()
         since = datetime.now(UTC) - timedelta(seconds=self._settings.drift_every_s)
-        calls, by_expert = traffic_since(self._engine, deployment.task_id, since)
+        recent = traffic_since(self._engine, deployment.task_id, since)
         with Session(self._engine) as session:
             version = session.get(ModelVersion, (deployment.model, deployment.version))
-        trained_on = int(version.scores.get("train_examples", 0)) if version else 0
+        scores = version.scores if version else {}
         taken = version.created_at if version else datetime.now(UTC)
-        new_calls, _ = traffic_since(self._engine, deployment.task_id, taken)
+        calls = recent.calls
         return TaskHealth(
             task_id=deployment.task_id,
             agreement_at_full=deployment.agreement_at_full,
             agreement_now=tally.agreement,
             samples=tally.samples,
             fallback_rate=tally.fallback_rate,
-            expert_share=by_expert / calls if calls else 0.0,
-            new_calls=new_calls,
-            train_examples=trained_on,
+            expert_share=(recent.by_expert - recent.deferred) / calls if calls else 0.0,
+            new_calls=traffic_since(self._engine, deployment.task_id, taken).calls,
+            train_examples=int(scores.get("train_examples", 0)),
+            calls=calls,
+            deferred_share=recent.deferred / calls if calls else 0.0,
+            expected_deferred_share=1.0 - scores.get("coverage", 1.0),
         )
 
     async def _look_for_drift(self, now: float) -> None:
@@ -435,6 +438,7 @@ class Deployer:
             agreement_drop=settings.drift_agreement_drop,
             max_fallback_rate=settings.drift_max_fallback_rate,
             max_expert_share=settings.drift_max_expert_share,
+            deferral_rise=settings.drift_deferral_rise,
             min_samples=settings.gate.min_samples,
             cooldown_s=settings.drift_cooldown_s,
         )

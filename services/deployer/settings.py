@@ -76,8 +76,15 @@ class DeployerSettings(ServiceSettings):
         0.2,
         ge=0,
         le=1,
-        description="Share of a served task's calls the expert may still answer before a new"
-        " version is asked for",
+        description="Share of a served task's calls the expert may still answer (calls the"
+        " intern defers aside) before a new version is asked for",
+    )
+    drift_deferral_rise: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="How much more of a served task's calls its intern may defer than it"
+        " deferred in its evaluation (1 - coverage) before a new version is asked for",
     )
     drift_cooldown_s: float = Field(3600.0, ge=0, description="Least time between two requests")
 

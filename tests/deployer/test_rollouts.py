@@ -4,12 +4,13 @@ back with the reason in the audit trail, a replaced version is unloaded once dra
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, col, select
 
-from interns.common.db import ModelVersion, Rollout, RouteChange, Task
+from interns.common.db import ModelVersion, Rollout, RouteChange, Task, Trace
 from interns.common.events import ModelRegistered, RolloutChanged, ShadowCompared
 from interns.common.routes import RouteChanger
 from interns.deployer.gating import Gate
@@ -309,3 +310,36 @@ async def test_the_serving_version_is_compared_on_the_candidates_held_out_set(wo
     event = register(engine, 3, exact_match=0.96, baseline_version=2.0, baseline_exact_match=0.97)
     await deployer.on_registered(event)
     assert status(engine, 3) == "not_better"
+
+
+def store_calls(engine, deferred: int, by_intern: int) -> None:
+    with Session(engine) as session:
+        for n in range(deferred + by_intern):
+            defers = n < deferred
+            session.add(
+                Trace(
+                    trace_id=uuid.uuid4().hex,
+                    tenant_id="acme",
+                    request={"messages": []},
+                    task_id="weather",
+                    route_target="expert" if defers else "intern",
+                    route_reason="deferred: intern deferred (confidence 0.1)" if defers else "",
+                )
+            )
+        session.commit()
+
+
+async def test_a_selective_intern_is_sent_back_only_when_it_defers_more_than_evaluated(world):
+    deployer, _, clock, _, engine = world
+    await deployer.on_registered(register(engine, 1, coverage=0.4, train_examples=1000))
+    await promote_to_full(deployer, 1)
+    store_calls(engine, deferred=60, by_intern=40)  # as evaluated: it keeps 40%
+    clock.now += 61
+    await deployer.tick()
+    assert deployer.asked == []
+    store_calls(engine, deferred=200, by_intern=0)  # now it keeps 40 of 300 calls
+    clock.now += 3700
+    await deployer.tick()
+    assert deployer.asked == [
+        ("weather", "the intern defers 87% of the task's calls (60% in its evaluation)")
+    ]
