@@ -11,6 +11,7 @@ import pytest
 import tritonclient.grpc as triton
 
 from interns.bench.processes import stack_ports
+from interns.deployer.triton import control_headers
 from interns.stack.components import triton_control_key
 from interns.stack.settings import StackSettings
 from interns.stack.supervisor import down, up
@@ -59,6 +60,16 @@ class StackTriton:
     settings: StackSettings
     key: str
     client: triton.InferenceServerClient
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers of a model-control call (load, unload, repository index)."""
+        return control_headers(self.key)
+
+    def load(self, name: str, timeout_s: float = 120) -> None:
+        """Loads model `name` from the repository and waits until it is ready."""
+        self.client.load_model(name, headers=self.headers, client_timeout=timeout_s)
+        assert self.client.is_model_ready(name)
 
     def plant(self, name: str, model: str, config: str = "") -> None:
         """Writes version 1 of python-backend model `name` to the model repository: its

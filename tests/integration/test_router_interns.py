@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
 import uuid
 
 import grpc
 import pytest
-import tritonclient.grpc as triton
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from interns.api.v1 import chat_pb2, router_pb2, router_pb2_grpc
@@ -19,8 +17,6 @@ from interns.common.chat import input_from_openai
 from interns.common.events import RolloutChanged, ShadowCompared
 from interns.common.intern_contract import config_pbtxt
 from interns.common.signature import request_signature
-from interns.deployer.triton import control_headers
-from interns.stack.components import triton_control_key
 from tests.conftest import openai_log_line
 
 pytestmark = pytest.mark.integration
@@ -67,17 +63,6 @@ UNSURE = GOOD.replace(
 )
 
 
-def deploy(settings, name: str, source: str) -> None:
-    repository = settings.state_dir.resolve() / "model-repository"
-    (repository / name / "1").mkdir(parents=True, exist_ok=True)
-    (repository / name / "config.pbtxt").write_text(config_pbtxt(name))
-    (repository / name / "1" / "model.py").write_text(textwrap.dedent(source))
-    client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
-    key = control_headers(triton_control_key(settings))
-    client.load_model(name, headers=key, client_timeout=120)
-    assert client.is_model_ready(name)
-
-
 def weather(city: str = "Lima"):
     return openai_log_line(city, "s")["request"]
 
@@ -86,12 +71,15 @@ SIGNATURE = request_signature(weather())
 
 
 @pytest.fixture(scope="module")
-def interns(stack):
-    settings, _ = stack
-    deploy(settings, "intern-weather-good", GOOD)
-    deploy(settings, "intern-weather-bad", BAD)
-    deploy(settings, "intern-weather-unsure", UNSURE)
-    return settings
+def interns(stack_triton):
+    for name, source in (
+        ("intern-weather-good", GOOD),
+        ("intern-weather-bad", BAD),
+        ("intern-weather-unsure", UNSURE),
+    ):
+        stack_triton.plant(name, source, config_pbtxt(name))
+        stack_triton.load(name)
+    return stack_triton.settings
 
 
 async def route(settings, mode: str, target: str, share: float = 0.0) -> str:

@@ -27,8 +27,6 @@ from interns.common.db import ModelVersion, Task, Trace, make_engine, upgrade_da
 from interns.common.events import TrainingJobProgress
 from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, decode_response, encode_request
 from interns.common.signature import request_signature
-from interns.deployer.triton import control_headers
-from interns.stack.components import triton_control_key
 from interns.trainer.catalog import DEFAULT_CATALOG
 from interns.trainer.celery_app import make_celery
 from interns.trainer.controller import TrainingController
@@ -266,8 +264,10 @@ def test_a_worker_stopped_gracefully_checkpoints_and_the_next_one_resumes_there(
     assert job.resumed_at_step == interrupted.step + 1
 
 
-def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(stack, resumed_job):
-    settings, _ = stack
+def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(
+    stack_triton, resumed_job
+):
+    settings, client = stack_triton.settings, stack_triton.client
     job = resumed_job["job"]
     with Session(resumed_job["engine"]) as session:
         version = session.get(ModelVersion, (job.model, job.model_version))
@@ -276,9 +276,7 @@ def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(s
     folder = settings.state_dir.resolve() / "model-repository" / job.model
     assert (folder / "config.pbtxt").exists() and (folder / str(job.model_version)).is_dir()
 
-    client = triton.InferenceServerClient(f"{settings.host}:{settings.triton_grpc_port}")
-    key = control_headers(triton_control_key(settings))
-    client.load_model(job.model, headers=key, client_timeout=300)
+    stack_triton.load(job.model, timeout_s=300)
     try:
         assert client.is_model_ready(job.model, str(job.model_version))
         rows = np.array(
@@ -303,7 +301,7 @@ def test_the_exported_version_loads_in_triton_and_answers_through_the_contract(s
         with pytest.raises(triton.InferenceServerException, match="bad REQUEST"):
             client.infer(job.model, [bad], client_timeout=60)
     finally:
-        client.unload_model(job.model, headers=key, client_timeout=120)
+        client.unload_model(job.model, headers=stack_triton.headers, client_timeout=120)
         # The python backend's stub takes a while to exit; Triton (strict readiness) is not
         # ready until it has, and the stack is shared with later tests.
         wait_for(client.is_server_ready, 180, "Triton to finish unloading the intern")
