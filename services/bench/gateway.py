@@ -56,6 +56,7 @@ from interns.bench.processes import (
     BenchError,
     ensure_litellm_venv,
     free_port,
+    free_ports,
     gateway_variant,
     stack,
     stack_settings,
@@ -433,9 +434,8 @@ def start_paths(
             "'on' is noise, not the cost of publishing"
         )
 
-    ports = {"GATEWAY_PORT": free_port(), "GATEWAY_OPS_PORT": free_port()}
-    if http:
-        ports["GATEWAY_HTTP_PORT"] = free_port()
+    names = ["GATEWAY_PORT", "GATEWAY_OPS_PORT"] + (["GATEWAY_HTTP_PORT"] if http else [])
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     no_publishing = {
         "GATEWAY_SPILL_DIR": str(folder / "spill-off"),
         "GATEWAY_TRACE_PUBLISHING": "false",
