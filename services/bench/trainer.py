@@ -29,19 +29,27 @@ from rich.table import Table
 
 from interns.bench.miner import store_traces
 from interns.bench.processes import free_ports
+from interns.common.answers import is_date_argument, tool_calls
 from interns.common.db import Task, make_engine, upgrade_database
 from interns.common.intern_contract import INPUT_NAME, OUTPUT_NAME, decode_response, encode_request
 from interns.expert.replay import load_workload
 from interns.miner.mining import MiningState, mine_new_traces, upsert_tasks
 from interns.miner.subclusters import minilm_embedder
 from interns.stack.components import prepare_triton_backends, triton_env, triton_home
+from interns.trainer.augment import is_copyable
 from interns.trainer.catalog import DEFAULT_CATALOG
 from interns.trainer.evaluation import evaluate
 from interns.trainer.examples import load_examples, split_by_session
 from interns.trainer.export import export_version, model_name
 from interns.trainer.runtime import InternRuntime
 from interns.trainer.settings import TrainerSettings
-from interns.trainer.training import Progress, TrainConfig, set_defer_threshold, train
+from interns.trainer.training import (
+    Progress,
+    TrainConfig,
+    prompt_ids,
+    set_defer_threshold,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_WORKLOAD = REPO.parent / "shared" / "workloads" / "sgd" / "sgd_service_calls_dev.jsonl"
@@ -59,6 +67,25 @@ def mine_top_tasks(engine: Any, count: int) -> list[Task]:
     with Session(engine) as session:
         tasks = session.exec(select(Task).where(Task.status == "active")).all()
     return sorted(tasks, key=lambda task: -task.size)[:count]
+
+
+def values_in_prompt(tokenizer: Any, examples: list[Any], config: TrainConfig) -> float:
+    """The share of `examples` whose expected tool calls take every copyable argument value
+    (a word-like string, not a date, time, number or boolean: augment.is_copyable) from
+    the intern's prompt, as it is rendered for them. The rest need a value inferred
+    ("reasonably priced" is `moderate`) or said outside the prompt: a bound on what an intern
+    that only copies well gets right."""
+    found = 0
+    for example in examples:
+        prompt = tokenizer.decode(prompt_ids(tokenizer, example.request, config)).lower()
+        values = [
+            value.strip().lower()
+            for _, arguments in tool_calls(example.answer)
+            for key, value in arguments.items()
+            if is_copyable(value) and not is_date_argument(key, value)
+        ]
+        found += all(value in prompt for value in values)
+    return found / len(examples) if examples else 0.0
 
 
 def torch_threads(threads: int | None = None) -> int:
@@ -178,8 +205,9 @@ def main(
         began = time.perf_counter()
         model_dir = train(spec, train_set, config, root / task.task_id, on_progress=report)
         train_seconds = time.perf_counter() - began
+        runtime = InternRuntime.load(model_dir)
         scored = evaluate(
-            InternRuntime.load(model_dir),
+            runtime,
             eval_set,
             task.output_kind,
             target_precision=settings.gate.target_precision,
@@ -201,6 +229,7 @@ def main(
                 ),
                 "argument_accuracy": round(scored.scores.get("argument_accuracy", 0.0), 4),
                 "name_accuracy": round(scored.scores.get("name_accuracy", 0.0), 4),
+                "values_in_prompt": round(values_in_prompt(runtime.tokenizer, eval_set, config), 4),
                 "coverage": round(scored.scores.get("coverage", 0.0), 4),
                 "served_exact_match": round(scored.scores.get("served_exact_match", 0.0), 4),
                 "defer_below": scored.defer_below,
@@ -229,6 +258,7 @@ def main(
         "exact",
         "exact w/o dates",
         "args",
+        "values in prompt",
         "kept",
         "exact on kept",
         "train s",
@@ -242,6 +272,7 @@ def main(
             f"{r['exact_match']:.3f}",
             f"{r['exact_match_without_dates']:.3f}",
             f"{r['argument_accuracy']:.3f}",
+            f"{r['values_in_prompt']:.2f}",
             f"{r['coverage']:.2f}",
             f"{r['served_exact_match']:.3f}",
             f"{r['train_seconds']:.0f}",
@@ -251,7 +282,9 @@ def main(
     console.print(
         "exact: every held-out call answered by the intern; kept: the share it answers at"
         f" its calibrated confidence threshold (target {settings.gate.target_precision:.2f},"
-        " cross-fitted), exact on kept: right among those; dates compared exactly"
+        " cross-fitted), exact on kept: right among those; dates compared exactly; values in"
+        " prompt: calls whose every copied value (not a date, time, number or boolean)"
+        " stands in the intern's prompt"
     )
     console.print(f"written {out}")
     if workdir is None:
