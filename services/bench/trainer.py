@@ -37,7 +37,7 @@ from interns.miner.mining import MiningState, mine_new_traces, upsert_tasks
 from interns.miner.subclusters import minilm_embedder
 from interns.stack.components import prepare_triton_backends, triton_env, triton_home
 from interns.trainer.augment import is_copyable
-from interns.trainer.catalog import DEFAULT_CATALOG
+from interns.trainer.catalog import DEFAULT_CATALOG, select_base
 from interns.trainer.evaluation import evaluate
 from interns.trainer.examples import load_examples, split_by_session
 from interns.trainer.export import export_version, model_name
@@ -47,6 +47,7 @@ from interns.trainer.training import (
     Progress,
     TrainConfig,
     prompt_ids,
+    recipe,
     set_defer_threshold,
     train,
 )
@@ -183,8 +184,16 @@ def main(
     torch_threads(threads)
     console.print(f"{len(records)} traces stored; largest tasks: {[t.label for t in top]}")
     settings = TrainerSettings()
-    spec = next(s for s in DEFAULT_CATALOG if s.device == "cpu" and s.method == "lora")
+    # The base the trainer would choose for these tasks on a CPU worker.
+    spec = select_base(
+        "tool_call",
+        DEFAULT_CATALOG,
+        device="cpu",
+        memory_budget_mb=settings.memory_budget_mb,
+        requested=settings.base_model,
+    ).spec
     config = TrainConfig(**{**settings.training.model_dump(), "max_steps": max_steps})
+    epochs, learning_rate = recipe(spec, config)
     repository = root / "model-repository"
     results, trained = [], []
     for task in top:
@@ -246,7 +255,8 @@ def main(
         server.stop()
     summary = {
         "base_model": spec.name,
-        "train_config": {k: v for k, v in config.__dict__.items()},
+        "method": spec.method,
+        "train_config": {**config.__dict__, "epochs": epochs, "learning_rate": learning_rate},
         "load_average": os.getloadavg()[0],
         "tasks": results,
     }

@@ -86,7 +86,7 @@ class TrainingController:
             ),
             allowed_licenses=self._settings.licenses,
             context_needed=context_needed(self._engine, task_id),
-            requested=requested,
+            requested=requested or self._settings.base_model,
         )
 
     async def on_task_changed(self, change: TaskChanged) -> TrainingJob | None:

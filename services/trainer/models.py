@@ -42,6 +42,10 @@ class BaseModelSpec:
     memory_mb: int
     device: Literal["cpu", "gpu"] = "cpu"
     output_kinds: tuple[str, ...] = ("tool_call", "json", "text")
+    # The recipe that suits this base when the training options do not set one (None: the
+    # method's, training.METHOD_RECIPES).
+    epochs: float | None = None
+    learning_rate: float | None = None
 
 
 class BaseModelUnavailable(RuntimeError):

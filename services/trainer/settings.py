@@ -13,12 +13,17 @@ from interns.trainer.policy import EvaluationGate, TrainingPolicy
 class TrainingOptions(BaseModel):
     """Hyper-parameters of a fine-tuning run (TRAINER_TRAINING__<FIELD>)."""
 
-    # Measured on an SGD sub-task (149 examples, SmolLM2-135M, CPU): 2 epochs gave exact
-    # match 0.26, 4 epochs 0.44 (492 s on a quiet 2-core machine).
-    epochs: float = Field(4.0, gt=0, description="Passes over the training split")
+    # Empty: the base model's recipe (its catalog entry, else training.METHOD_RECIPES: LoRA
+    # 4 epochs at 1e-3, full fine-tuning 3 at 1e-4). Measured on an SGD sub-task (149
+    # examples, SmolLM2-135M, LoRA, CPU): 2 epochs gave exact match 0.26, 4 epochs 0.44.
+    epochs: float | None = Field(
+        None, gt=0, description="Passes over the training split (empty: the base model's)"
+    )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps")
     batch_size: int = Field(8, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate (empty: the base model's)"
+    )
     # 512: 415 prompt tokens hold the values the next call needs (see prompting.encode).
     max_length: int = Field(512, ge=16, description="Tokens per example, prompt and answer")
     answer_tokens: int = Field(96, ge=1, description="Longest answer generated, in tokens")
@@ -98,7 +103,14 @@ class TrainerSettings(ServiceSettings):
     gpu_workers: bool = Field(
         False, description="GPU workers consume the gpu queue, so GPU base models may be chosen"
     )
-    memory_budget_mb: int = Field(6000, ge=1, description="Training memory a base model may use")
+    base_model: str = Field(
+        "",
+        description="Catalog entry every job the policy starts uses, when it fits (empty: the"
+        " largest that fits)",
+    )
+    memory_budget_mb: int = Field(
+        12000, ge=1, description="Training memory a base model may use (on a CPU worker)"
+    )
     gpu_memory_budget_mb: int = Field(24000, ge=1, description="The same, on a GPU worker")
     allowed_licenses: str = Field(
         "", description="Comma-separated licenses a base model may have (empty: any)"

@@ -39,10 +39,11 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass
 class TrainConfig:
-    epochs: float = 2.0
+    # None: the base model's recipe (`recipe`).
+    epochs: float | None = None
     max_steps: int | None = None
     batch_size: int = 8
-    learning_rate: float = 2e-4
+    learning_rate: float | None = None
     max_length: int = 384
     answer_tokens: int = 96
     checkpoint_every: int = 20
@@ -74,6 +75,24 @@ class TrainConfig:
         return PromptOptions(
             self.tool_lines, self.normalize_values, self.tool_results_first, self.keep_tool_calls
         )
+
+
+# Passes over the training split and learning rate by method, where neither the training
+# options nor the catalog entry set them. Measured on SGD (SmolLM2-135M, CPU, same splits
+# and prompts), LoRA r=16 on the top 8 layers, 4 epochs at 1e-3, against full fine-tuning,
+# 3 epochs at 1e-4: task-201e81267a49 exact match 0.69 -> 0.84 (arguments 0.86 -> 0.93);
+# the sub-task task-88771fd90728-a14e10 0.85 -> 0.93; a step takes 2.5 times as long.
+METHOD_RECIPES: dict[str, tuple[float, float]] = {"lora": (4.0, 1e-3), "full": (3.0, 1e-4)}
+
+
+def recipe(spec: BaseModelSpec, config: TrainConfig) -> tuple[float, float]:
+    """(epochs, learning rate) of a run: the training options' where set, else the catalog
+    entry's, else its method's."""
+    epochs, rate = METHOD_RECIPES[spec.method]
+    return (
+        config.epochs or spec.epochs or epochs,
+        config.learning_rate or spec.learning_rate or rate,
+    )
 
 
 def bf16_supported() -> bool:
@@ -222,11 +241,12 @@ def train(
     training_set = augment(examples, config.augment_copies, config.seed)
     features = [tokenize_example(tokenizer, example, config) for example in training_set]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
-    max_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
+    epochs, learning_rate = recipe(spec, config)
+    max_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     arguments = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate,
         max_steps=max_steps,
         lr_scheduler_type="cosine",
         warmup_steps=min(10, max_steps // 10),

@@ -5,20 +5,40 @@ from __future__ import annotations
 import pytest
 
 from interns.trainer.catalog import DEFAULT_CATALOG, CatalogError, load_catalog, select_base
+from interns.trainer.training import TrainConfig, recipe
 
 
 def choose(output_kind="tool_call", **limits):
-    limits = {"device": "cpu", "memory_budget_mb": 6000, **limits}
+    limits = {"device": "cpu", "memory_budget_mb": 12000, **limits}
     return select_base(output_kind, DEFAULT_CATALOG, **limits)
 
 
-def test_offline_on_cpu_the_pretrained_smollm2_is_chosen_over_the_tiny_model():
+def test_offline_on_cpu_the_pretrained_smollm2_is_chosen_fully_fine_tuned():
     selection = choose()
     assert selection.spec.name == "smollm2-135m-instruct"
-    assert selection.spec.method == "lora"
+    assert selection.spec.method == "full"
     assert selection.reasons[0].startswith("smollm2-135m-instruct: chosen")
     assert "smollm2-1.7b-instruct: needs a GPU worker" in selection.reasons
     assert "tiny: fits, but smaller than smollm2-135m-instruct" in selection.reasons
+    assert (
+        "smollm2-135m-instruct-lora: fits, but smollm2-135m-instruct trains it full"
+        in selection.reasons
+    )
+
+
+def test_a_smaller_memory_budget_gets_the_same_base_with_lora():
+    selection = choose(memory_budget_mb=6000)
+    assert selection.spec.name == "smollm2-135m-instruct-lora"
+    assert selection.spec.method == "lora"
+    assert "smollm2-135m-instruct: needs 10000 MB > budget 6000 MB" in selection.reasons
+
+
+def test_each_method_has_its_recipe_and_the_options_or_the_entry_override_it():
+    full, lora = choose().spec, choose(memory_budget_mb=6000).spec
+    assert recipe(full, TrainConfig()) == (3.0, 1e-4)
+    assert recipe(lora, TrainConfig()) == (4.0, 1e-3)
+    assert recipe(full, TrainConfig(epochs=1, learning_rate=5e-5)) == (1, 5e-5)
+    assert recipe(choose(requested="tiny").spec, TrainConfig()) == (4.0, 1e-3)
 
 
 def test_a_gpu_worker_with_memory_gets_the_largest_base():

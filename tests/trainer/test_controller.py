@@ -63,6 +63,25 @@ async def test_a_task_event_queues_one_job_on_the_cpu_queue_with_its_reasons(eng
     assert [(e.job_id, e.status) for e in published] == [(job.job_id, "queued")]
 
 
+async def test_the_configured_base_model_is_used_for_the_jobs_the_policy_starts(engine):
+    with Session(engine) as session:
+        session.add(Task(task_id="t1", size=500, output_kind="tool_call"))
+        session.commit()
+    settings = TrainerSettings(
+        database_url="", gpu_workers=False, base_model="smollm2-135m-instruct-lora"
+    )
+
+    async def publish(event):
+        pass
+
+    control = TrainingController(
+        engine, settings, DEFAULT_CATALOG, lambda job, queue: None, publish
+    )
+    job = await control.on_task_changed(change())
+    assert job.base_model == "smollm2-135m-instruct-lora"
+    assert job.selection == ["smollm2-135m-instruct-lora: requested"]
+
+
 async def test_the_same_event_twice_gives_one_job(engine, controller):
     control, submitted, _ = controller
     await control.on_task_changed(change())
