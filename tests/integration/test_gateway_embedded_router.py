@@ -15,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from interns.api.v1 import chat_pb2, gateway_pb2, gateway_pb2_grpc
 from interns.common.chat import input_from_openai
 from interns.common.events import RolloutChanged
+from interns.common.intern_contract import config_pbtxt
 from interns.common.signature import request_signature
 from tests.conftest import openai_log_line
-from tests.integration.test_router_interns import GOOD, deploy
+from tests.integration.test_router_interns import GOOD
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +44,10 @@ async def publish(settings, change: RolloutChanged) -> None:
         await producer.stop()
 
 
-async def test_the_gateway_routes_to_an_intern_from_the_rollout_topic(stack, auth):
-    settings, _ = stack
-    deploy(settings, MODEL, GOOD)
+async def test_the_gateway_routes_to_an_intern_from_the_rollout_topic(stack_triton, auth):
+    settings = stack_triton.settings
+    stack_triton.plant(MODEL, GOOD, config_pbtxt(MODEL))
+    stack_triton.load(MODEL)
     request = gateway_pb2.CreateChatCompletionRequest(
         metadata=chat_pb2.RequestMetadata(agent_id="weather-bot", session_id="embedded"),
         input=input_from_openai(weather_as_json("Lima")),
