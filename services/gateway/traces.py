@@ -33,6 +33,7 @@ import contextlib
 import enum
 import sqlite3
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -191,8 +192,13 @@ class TracePublisher:
         self._unreported_releases = 0
         self._last_release_warning = 0.0
         self._admin: AIOKafkaAdminClient | None = None
-        # Read when scraped: a call's publish then only appends to memory.
-        TRACE_SPILL_DEPTH.labels(service).set_function(self._depth_now)
+        # Read when scraped: a call's publish then only appends to memory. Through a weak
+        # reference: the gauge (module-wide) must not keep a publisher alive; one that is
+        # gone reads 0 until the next publisher of the service takes the gauge over.
+        depth_now = weakref.WeakMethod(self._depth_now)
+        TRACE_SPILL_DEPTH.labels(service).set_function(
+            lambda: method() if (method := depth_now()) is not None else 0
+        )
         self._published = EVENTS_PUBLISHED.labels(service, TraceRecorded.topic)
         self._spilled = TRACES_SPILLED.labels(service)
         self._replayed = TRACES_REPLAYED.labels(service)

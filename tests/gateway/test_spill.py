@@ -5,10 +5,12 @@ an address nobody listens on, so every trace goes to the spill."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import sqlite3
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,21 @@ async def test_stop_writes_memory_to_disk(tmp_path, service):
 
     assert SpillQueue(tmp_path, max_bytes=1 << 30).pending == 50
     assert not publisher.publish(trace(51))
+
+
+async def test_the_depth_gauge_does_not_keep_a_stopped_publisher_alive(tmp_path, service):
+    publisher = TracePublisher(unreachable_kafka(), service=service, spill_dir=tmp_path)
+    await publisher.start()
+    for number in range(5):
+        publisher.publish(trace(number))
+    await publisher.stop(drain_s=0.1)
+    assert metric("interns_trace_spill_depth", service) == 5  # kept in the spill
+    gone = weakref.ref(publisher)
+    del publisher
+    gc.collect()
+
+    assert gone() is None
+    assert metric("interns_trace_spill_depth", service) == 0
 
 
 async def test_beyond_the_spill_bound_traces_are_dropped_and_counted(tmp_path, service):
