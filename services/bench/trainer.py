@@ -39,7 +39,7 @@ from interns.stack.components import prepare_triton_backends, triton_env, triton
 from interns.trainer.augment import is_copyable
 from interns.trainer.catalog import DEFAULT_CATALOG, select_base
 from interns.trainer.evaluation import evaluate
-from interns.trainer.examples import load_examples, split_by_session
+from interns.trainer.examples import load_examples, related_examples, split_by_session
 from interns.trainer.export import export_version, model_name
 from interns.trainer.runtime import InternRuntime
 from interns.trainer.settings import TrainerSettings
@@ -200,8 +200,15 @@ def main(
         examples = load_examples(engine, task.task_id, limit=settings.max_examples)
         train_set, eval_set = split_by_session(examples, settings.eval_share, config.seed)
         eval_set = eval_set[:max_eval] if max_eval else eval_set
+        # As the trainer does: other tasks' calls of the same tools join the training set.
+        related = (
+            related_examples(engine, examples, limit=int(len(train_set) * settings.related_share))
+            if task.output_kind == "tool_call"
+            else []
+        )
         console.print(
-            f"[bold]{task.task_id}[/] {task.label}: {len(train_set)} train, {len(eval_set)} eval"
+            f"[bold]{task.task_id}[/] {task.label}: {len(train_set)} train"
+            f" (+{len(related)} related), {len(eval_set)} eval"
         )
 
         def report(progress: Progress) -> None:
@@ -212,7 +219,9 @@ def main(
                 )
 
         began = time.perf_counter()
-        model_dir = train(spec, train_set, config, root / task.task_id, on_progress=report)
+        model_dir = train(
+            spec, train_set + related, config, root / task.task_id, on_progress=report
+        )
         train_seconds = time.perf_counter() - began
         runtime = InternRuntime.load(model_dir)
         scored = evaluate(
@@ -231,6 +240,7 @@ def main(
                 "task": task.task_id,
                 "label": task.label,
                 "train_examples": len(train_set),
+                "related_examples": len(related),
                 "eval_examples": scored.n,
                 "exact_match": round(scored.scores.get("exact_match", 0.0), 4),
                 "exact_match_without_dates": round(

@@ -125,6 +125,71 @@ def load_examples(engine: Engine, task_id: str, *, limit: int | None = None) -> 
     return examples[-limit:] if limit else examples
 
 
+def _tool_definitions(request: Mapping[str, Any]) -> dict[str, str]:
+    """Tool name -> its definition (JSON, keys sorted) in a request."""
+    return {
+        str(tool["function"].get("name")): json.dumps(tool["function"], sort_keys=True)
+        for tool in request.get("tools") or []
+        if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping)
+    }
+
+
+def related_examples(engine: Engine, examples: list[Example], *, limit: int) -> list[Example]:
+    """At most `limit` examples of other tasks that teach this one's tools: expert answers
+    that call only tools `examples` offer, defined the same way, from sessions none of
+    `examples` is in (so none of the task's held-out conversations), newest first, an even
+    share per tool.
+
+    An agent's tool is often offered in several tasks (a restaurant search in the
+    restaurant-and-taxi flow and in the restaurant-and-apartment one); the values its
+    arguments take, and how the conversation says them ("reasonably priced" is `moderate`),
+    are the same in each, so a task's intern learns them from all of those calls."""
+    offered: dict[str, str] = {}
+    for example in examples:
+        offered.update(_tool_definitions(example.request))
+    if limit <= 0 or not offered:
+        return []
+    own_sessions = {example.session_id for example in examples}
+    own_traces = {example.trace_id for example in examples}
+
+    def teaches(example: Example) -> bool:
+        calls = example.answer.get("tool_calls") or []
+        if not calls or example.session_id in own_sessions or example.trace_id in own_traces:
+            return False
+        defined = _tool_definitions(example.request)
+        names = [str((call or {}).get("function", {}).get("name")) for call in calls]
+        return all(name in offered and defined.get(name) == offered[name] for name in names)
+
+    # An even share per tool, so the tools other tasks call most do not crowd out the rest.
+    quota = {name: max(1, limit // len(offered)) for name in offered}
+    found: list[Example] = []
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Trace.trace_id, Trace.session_id, Trace.request, Trace.response)
+            .where(
+                Trace.status == "ok",
+                Trace.route_target == "expert",
+                Trace.flagged.is_(False),
+                Trace.curation_status.not_in(EXCLUDED_CURATION),
+            )
+            .order_by(Trace.created_at.desc(), Trace.trace_id.desc())
+            .execution_options(yield_per=READ_BATCH)
+        ).mappings()
+        for row in rows:
+            example = example_from_trace(row)
+            if example is None or not teaches(example):
+                continue
+            names = {call["function"]["name"] for call in example.answer["tool_calls"]}
+            if any(quota[name] <= 0 for name in names):
+                continue
+            for name in names:
+                quota[name] -= 1
+            found.append(example)
+            if len(found) >= limit or not any(quota.values()):
+                break
+    return deduplicate(found)
+
+
 def _session_bucket(session_id: str, seed: int) -> float:
     digest = hashlib.blake2b(f"{seed}:{session_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64

@@ -66,6 +66,7 @@ class MlCore:
 
     load_examples: Callable[..., list]
     split_by_session: Callable[..., tuple[list, list]]
+    related_examples: Callable[..., list]
     train: Callable[..., Path]
     evaluate: Callable[..., Any]
     load_runtime: Callable[[Path], Any]
@@ -80,6 +81,7 @@ def real_ml_core() -> MlCore:
     return MlCore(
         load_examples=examples.load_examples,
         split_by_session=examples.split_by_session,
+        related_examples=examples.related_examples,
         train=training.train,
         evaluate=evaluation.evaluate,
         load_runtime=runtime.InternRuntime.load,
@@ -329,12 +331,23 @@ def _train_evaluate_register(ctx: JobContext, job: TrainingJob, workdir: Path) -
             f"{len(examples)} usable examples give {len(train_set)} to train on and"
             f" {len(eval_set)} to evaluate; both need some (more sessions)"
         )
-    log.info("data set", job_id=job.job_id, train=len(train_set), eval=len(eval_set))
+    related = []
+    if task.output_kind == "tool_call" and settings.related_share > 0:
+        related = core.related_examples(
+            ctx.engine, examples, limit=int(len(train_set) * settings.related_share)
+        )
+    log.info(
+        "data set",
+        job_id=job.job_id,
+        train=len(train_set),
+        related=len(related),
+        eval=len(eval_set),
+    )
     config = core.train_config(**settings.training.model_dump())
     started = time.perf_counter()
     model_dir = core.train(
         spec,
-        train_set,
+        train_set + related,
         config,
         workdir,
         on_progress=_progress_recorder(ctx, job),
@@ -363,6 +376,7 @@ def _train_evaluate_register(ctx: JobContext, job: TrainingJob, workdir: Path) -
         **_serving_baseline(ctx, job.task_id, eval_set, task.output_kind),
         "eval_examples": float(report.n),
         "train_examples": float(len(train_set)),
+        "related_examples": float(len(related)),
         "train_seconds": round(train_seconds, 1),
     }
     with Session(ctx.engine) as session:

@@ -121,6 +121,12 @@ class TrainerSettings(ServiceSettings):
     keep_workdirs: bool = Field(False, description="Keep a job's folder after it ended")
     eval_share: float = Field(0.2, gt=0, lt=1, description="Share of sessions held out")
     max_examples: int | None = Field(None, ge=1, description="At most this many examples")
+    related_share: float = Field(
+        0.0,
+        ge=0,
+        description="Tool-call tasks also train on other tasks' calls of the same tools, up to"
+        " this multiple of their own training examples (examples.related_examples; 0: none)",
+    )
     worker_queue: str = Field("cpu", description="Queue a worker consumes: cpu or gpu")
     celery_visibility_timeout_s: float = Field(
         600.0,

@@ -35,6 +35,7 @@ class FakeCore:
     kill_at_step: int | None = None
     on_step: callable = None
     trained: list[int] = field(default_factory=list)
+    trained_on: int = 0
 
     def load_examples(self, engine, task_id, *, limit=None):
         return [FakeExample(f"t{i}", f"s{i % 10}") for i in range(40)][:limit]
@@ -46,7 +47,11 @@ class FakeCore:
             [e for e in examples if e.session_id in held_out],
         )
 
+    def related_examples(self, engine, examples, *, limit):
+        return [FakeExample(f"r{i}", f"other{i}") for i in range(min(limit, 5))]
+
     def train(self, spec, examples, config, workdir: Path, on_progress, should_stop) -> Path:
+        self.trained_on = len(examples)
         checkpoint = workdir / "checkpoints" / "step"
         start = int(checkpoint.read_text()) if checkpoint.exists() else 0
         for step in range(start + 1, self.steps + 1):
@@ -76,6 +81,7 @@ class FakeCore:
         return MlCore(
             load_examples=self.load_examples,
             split_by_session=self.split_by_session,
+            related_examples=self.related_examples,
             train=self.train,
             evaluate=self.evaluate,
             load_runtime=lambda path: object(),

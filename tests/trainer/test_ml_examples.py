@@ -11,7 +11,13 @@ from sqlmodel import Session
 from interns.common.db import Task, Trace
 from interns.common.signature import request_signature
 from interns.common.task_matcher import TaskMatcher
-from interns.trainer.examples import UnknownTask, load_examples, split_by_session
+from interns.trainer.examples import (
+    Example,
+    UnknownTask,
+    load_examples,
+    related_examples,
+    split_by_session,
+)
 from tests.conftest import WEATHER_TOOL
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -114,3 +120,68 @@ def test_a_sub_task_of_a_split_signature_gets_the_calls_its_matcher_picks(engine
         session.commit()
     assert [e.trace_id for e in load_examples(engine, "task-paris")] == ["t1"]
     assert [e.trace_id for e in load_examples(engine, "task-other")] == ["t2", "t8"]
+
+
+TAXI_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "BookTaxi",
+        "parameters": {"type": "object", "properties": {"to": {"type": "string"}}},
+    },
+}
+
+
+def offering(row: Trace, tools: list[dict], called: str = "GetWeather") -> Trace:
+    """`row` in another flow: its request offers `tools`, its answer calls `called`."""
+    row.request = {**row.request, "tools": tools}
+    call = row.response["message"]["tool_calls"][0]
+    row.response = {
+        **row.response,
+        "message": {
+            **row.response["message"],
+            "tool_calls": [{**call, "function": {**call["function"], "name": called}}],
+        },
+    }
+    return row
+
+
+def test_related_examples_are_other_flows_calls_of_the_tasks_tools_newest_first(
+    engine, weather_task
+):
+    changed = json.loads(json.dumps(WEATHER_TOOL))
+    changed["function"]["parameters"]["properties"]["city"]["enum"] = ["Rome"]
+    with Session(engine) as session:
+        session.add_all(
+            [
+                offering(trace(20, "Oslo"), [WEATHER_TOOL, TAXI_TOOL]),
+                offering(trace(21, "Graz"), [TAXI_TOOL, WEATHER_TOOL]),
+                offering(trace(22, "Riga"), [WEATHER_TOOL, TAXI_TOOL], called="BookTaxi"),
+                offering(trace(23, "Rome"), [changed, TAXI_TOOL]),  # defined otherwise
+                # A turn of one of the task's own conversations (t2's session).
+                offering(trace(24, "Bari", session="s2"), [WEATHER_TOOL, TAXI_TOOL]),
+                offering(trace(25, "Gent", route_target="intern"), [WEATHER_TOOL, TAXI_TOOL]),
+                offering(trace(26, "Linz", flagged=True), [WEATHER_TOOL, TAXI_TOOL]),
+            ]
+        )
+        session.commit()
+    examples = load_examples(engine, weather_task)
+
+    related = related_examples(engine, examples, limit=10)
+    assert [e.trace_id for e in related] == ["t21", "t20"]
+    assert related[0].answer["tool_calls"][0]["function"]["name"] == "GetWeather"
+    assert [e.trace_id for e in related_examples(engine, examples, limit=1)] == ["t21"]
+    assert related_examples(engine, examples, limit=0) == []
+
+
+def test_related_examples_share_the_limit_evenly_between_the_tasks_tools(engine, weather_task):
+    both = [WEATHER_TOOL, TAXI_TOOL]
+    with Session(engine) as session:
+        session.add_all(
+            [offering(trace(n, "Oslo"), both) for n in (30, 31, 32)]
+            + [offering(trace(29, "Riga"), both, called="BookTaxi")]
+        )
+        session.commit()
+    # The task's own calls offer both tools (the newest three use up the weather share).
+    examples = [Example("own", "own-session", {**weather_request("Paris"), "tools": both}, {})]
+    related = related_examples(engine, examples, limit=2)
+    assert [e.trace_id for e in related] == ["t32", "t29"]

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from interns.trainer.evaluation import evaluate
 from interns.trainer.examples import Example
-from interns.trainer.models import BaseModelSpec
+from interns.trainer.models import BaseModelSpec, load_base
 from interns.trainer.runtime import InternRuntime
-from interns.trainer.training import TrainConfig, TrainingCancelled, train
+from interns.trainer.training import TrainConfig, TrainingCancelled, save_intern, train
 from tests.conftest import WEATHER_TOOL
 
 TINY = BaseModelSpec("tiny", "config:tiny", "full", "Apache-2.0", 3.2, 2048, 200)
@@ -63,6 +64,23 @@ def test_a_stopped_job_keeps_its_checkpoint_and_resumes_after_it(tmp_path):
     model_dir = train(TINY, examples, config, tmp_path, second.append)
     assert [p.step for p in second] == [4, 5, 6]
     assert (model_dir / "intern.json").is_file()
+
+
+def test_a_fully_fine_tuned_intern_is_written_in_half_the_bytes_and_read_back_as_float32(
+    tmp_path,
+):
+    model, tokenizer = load_base(TINY)
+    trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model_dir = save_intern(model, tokenizer, TINY, TrainConfig(), tmp_path / "model")
+
+    weights = model_dir / "model.safetensors"
+    parameters = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
+    assert weights.stat().st_size < parameters * 2 * 1.01
+    assert all(t.dtype == torch.float32 for t in model.state_dict().values())  # not changed
+    runtime = InternRuntime.load(model_dir)
+    for name, tensor in runtime.model.state_dict().items():
+        assert tensor.dtype == torch.float32
+        assert torch.allclose(tensor, trained[name], rtol=1e-3, atol=1e-4), name
 
 
 def test_no_examples_is_refused(tmp_path):

@@ -73,6 +73,7 @@ def test_a_passing_candidate_is_exported_registered_and_announced(engine, setup)
         version = session.get(ModelVersion, ("intern-t1", 1))
     assert version.status == "registered" and version.scores["exact_match"] == 1.0
     assert version.scores["eval_examples"] == 8 and version.latency_ms == 12.5
+    assert version.scores["train_examples"] == 32 and fake.trained_on == 32
     progress = [e for e in events if isinstance(e, TrainingJobProgress)]
     assert [e.status for e in progress][0] == "running" and progress[-1].status == "succeeded"
     assert [e.step for e in progress if e.status == "running"][1:] == list(range(1, 11))
@@ -81,6 +82,17 @@ def test_a_passing_candidate_is_exported_registered_and_announced(engine, setup)
     job = load_job(engine, "j1")
     assert (job.step, job.total_steps, job.attempts) == (10, 10, 1)
     assert not (context().settings.workdir / "j1").exists()
+
+
+def test_with_a_related_share_a_tool_call_task_also_trains_on_other_tasks_calls(engine, setup):
+    context, fake, _, _ = setup
+    settings = context().settings.model_copy(update={"related_share": 1.0})
+    run_job(new_job(engine), context(settings=settings))
+    # Its own 32 training examples and the other tasks' calls of its tools.
+    assert fake.trained_on == 32 + 5
+    with Session(engine) as session:
+        scores = session.get(ModelVersion, ("intern-t1", 1)).scores
+    assert scores["train_examples"] == 32 and scores["related_examples"] == 5
 
 
 def test_the_serving_version_is_scored_on_the_new_versions_held_out_set(engine, setup):
