@@ -84,7 +84,7 @@ WRK := command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
 .PHONY: bench-gateway bench-quick bench-pii bench-collector bench-miner bench-trainer bench-rollout
 
 # Every benchmark runs even when one fails; the summary table is written either way.
-bench: setup ## Every benchmark (about 70 min), then one table of them all: bench-results/summary.md
+bench: setup ## Every benchmark (hours: bench-trainer alone trains 3 interns), then one table of them all: bench-results/summary.md
 	@failed=""; for target in bench-pii bench-miner bench-collector bench-gateway bench-rollout \
 		bench-trainer; do $(MAKE) --no-print-directory $$target || failed="$$failed $$target"; done; \
 	$(PY) -m interns.bench.summary --results bench-results --out bench-results/summary.md; \

@@ -13,10 +13,21 @@ from interns.trainer.evaluation import evaluate
 from interns.trainer.examples import Example
 from interns.trainer.models import BaseModelSpec, load_base
 from interns.trainer.runtime import InternRuntime
-from interns.trainer.training import TrainConfig, TrainingCancelled, save_intern, train
+from interns.trainer.training import (
+    IGNORED,
+    TrainConfig,
+    TrainingCancelled,
+    _collator,
+    _with_adapters,
+    answer_loss,
+    save_intern,
+    tokenize_example,
+    train,
+)
 from tests.conftest import WEATHER_TOOL
 
 TINY = BaseModelSpec("tiny", "config:tiny", "full", "Apache-2.0", 3.2, 2048, 200)
+TINY_LORA = BaseModelSpec("tiny-lora", "config:tiny", "lora", "Apache-2.0", 3.2, 2048, 200)
 
 
 def weather_example(n: int) -> Example:
@@ -86,3 +97,28 @@ def test_a_fully_fine_tuned_intern_is_written_in_half_the_bytes_and_read_back_as
 def test_no_examples_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no training examples"):
         train(TINY, [], TrainConfig(max_steps=1), tmp_path)
+
+
+@pytest.mark.parametrize("spec", [TINY, TINY_LORA], ids=["full", "lora"])
+def test_the_answer_only_loss_and_its_gradients_are_the_models_own(spec):
+    """The training loss projects only the answer's positions onto the vocabulary; what it
+    optimises must be exactly what the model's own loss over every position gives."""
+    model, tokenizer = load_base(spec)
+    model = _with_adapters(model, spec, TrainConfig())
+    examples = [weather_example(0), weather_example(1)]
+    # Prompts of different lengths: the batch is padded.
+    examples[1].request["messages"].insert(0, {"role": "user", "content": "Hello there, agent."})
+    features = [tokenize_example(tokenizer, e, TrainConfig(max_length=128)) for e in examples]
+    batch = _collator(tokenizer.pad_token_id)(features)
+    assert (batch["labels"] == IGNORED).any() and (batch["labels"] != IGNORED).any()
+
+    ours = answer_loss(model, batch)
+    ours.backward()
+    our_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    theirs = model(**batch).loss
+    theirs.backward()
+    assert our_grads and torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None:
+            assert torch.allclose(our_grads[name], parameter.grad, rtol=1e-4, atol=1e-6), name
