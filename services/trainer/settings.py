@@ -79,6 +79,10 @@ class TrainingOptions(BaseModel):
         description="Arguments whose value stands in the prompt in at least this share of the"
         " training examples take only the prompt's spans as values (see copying.py; null: off)",
     )
+    group_by_length: bool = Field(
+        False,
+        description="Batch examples of like length together, so less of each batch is padding",
+    )
 
 
 class TrainerSettings(ServiceSettings):

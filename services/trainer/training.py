@@ -74,6 +74,9 @@ class TrainConfig:
     # Arguments copied from the prompt in at least this share of the training examples
     # may take only the prompt's spans as values (copying.py); None: every value is free.
     copy_min_share: float | None = None
+    # Batches of examples of like length (transformers' length-grouped sampler: shuffled,
+    # then sorted within windows of 50 batches), so less of each batch is padding.
+    group_by_length: bool = False
 
     @property
     def prompt(self) -> PromptOptions:
@@ -288,6 +291,7 @@ def train(
         remove_unused_columns=False,
         disable_tqdm=True,
         bf16=bf16_supported() if config.bf16 is None else config.bf16,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
 
     class AnswerLossTrainer(Trainer):

@@ -122,3 +122,37 @@ def test_the_answer_only_loss_and_its_gradients_are_the_models_own(spec):
     for name, parameter in model.named_parameters():
         if parameter.grad is not None:
             assert torch.allclose(our_grads[name], parameter.grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_grouping_by_length_pads_fewer_tokens(tmp_path, monkeypatch):
+    import interns.trainer.training as training
+
+    batches: list = []
+
+    def recording(model, batch, answer_tokens=None):
+        batches.append(batch["input_ids"].clone())
+        return answer_loss(model, batch, answer_tokens)
+
+    monkeypatch.setattr(training, "answer_loss", recording)
+    examples = [weather_example(n) for n in range(64)]
+    chatter = "Hello there, agent. I have a question about the weather for my trip. " * 4
+    for example in examples[::2]:  # half of them long
+        example.request["messages"].insert(0, {"role": "user", "content": chatter})
+
+    def padded_tokens(group_by_length: bool) -> tuple[int, int, int]:
+        batches.clear()
+        config = TrainConfig(
+            max_steps=16, batch_size=4, checkpoint_every=100, group_by_length=group_by_length
+        )
+        train(TINY, examples, config, tmp_path / str(group_by_length))
+        longest = max(b.shape[1] for b in batches)
+        long = sum(b.shape[1] == longest for b in batches)
+        return sum(b.shape[0] for b in batches), long, sum(b.numel() for b in batches)
+
+    # 16 steps of 4: one pass over the 64 examples either way. Random batches of 4 nearly
+    # all hold a long example; grouped, about half of them do.
+    random_examples, random_long, random_tokens = padded_tokens(False)
+    grouped_examples, grouped_long, grouped_tokens = padded_tokens(True)
+    assert random_examples == grouped_examples == 64
+    assert grouped_long <= 10 < random_long
+    assert grouped_tokens < 0.85 * random_tokens
