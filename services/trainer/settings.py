@@ -79,6 +79,9 @@ class TrainingOptions(BaseModel):
         description="Arguments whose value stands in the prompt in at least this share of the"
         " training examples take only the prompt's spans as values (see copying.py; null: off)",
     )
+    # Measured in a whole bench-trainer run (README, Benchmarks): each pass in 0.79 of the
+    # time on task-201e81267a49, but each of the three tasks one to three held-out calls
+    # fewer right, within a run's noise; off until more runs tell.
     group_by_length: bool = Field(
         False,
         description="Batch examples of like length together, so less of each batch is padding",

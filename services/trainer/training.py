@@ -75,7 +75,7 @@ class TrainConfig:
     # may take only the prompt's spans as values (copying.py); None: every value is free.
     copy_min_share: float | None = None
     # Batches of examples of like length (transformers' length-grouped sampler: shuffled,
-    # then sorted within windows of 50 batches), so less of each batch is padding.
+    # then sorted within windows of up to 50 batches), so less of each batch is padding.
     group_by_length: bool = False
 
     @property
