@@ -213,12 +213,17 @@ class LiveView:
 def plain_line(state: DemoState, snapshot: Snapshot) -> str:
     """One progress line for logs: time, phase, traffic, tasks, jobs, rollouts."""
     shares = route_shares(recent(state.records, state.replay_elapsed_s))
+    # Running jobs by name; queued ones counted (a demo queues a job for every task the
+    # policy accepts: twenty names a line hid the one that runs).
     jobs = [
         f"{j.task_id} {j.status} {j.step}/{j.total_steps}"
         + (f" loss {j.loss:.2f}" if j.loss else "")
         for j in snapshot.jobs
-        if j.status in ACTIVE_JOBS
+        if j.status == "running"
     ]
+    queued = sum(j.status == "queued" for j in snapshot.jobs)
+    if queued:
+        jobs.append(f"{queued} queued")
     done = sum(j.status == "succeeded" for j in snapshot.jobs)
     rollouts = [
         f"{r.task_id} {r.mode}"

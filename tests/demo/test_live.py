@@ -27,7 +27,23 @@ def snapshot() -> Snapshot:
         task_id="task-a", model_version=1, mode="canary", canary_share=0.5,
         reason="intern-a v1 to canary 50%: agreement 0.95 over 20 samples",
     )  # fmt: skip
-    return Snapshot(tasks=[task], jobs=[job], rollouts=[rollout], agreement=live_agreement(METRICS))
+    queued = [
+        SimpleNamespace(
+            job_id=f"q{n}",
+            task_id=f"task-q{n}",
+            base_model="smollm2-135m-instruct",
+            status="queued",
+            step=0,
+            total_steps=0,
+            loss=None,
+            eta_seconds=None,
+            created=2,
+        )  # fmt: skip
+        for n in range(3)
+    ]
+    return Snapshot(
+        tasks=[task], jobs=[job, *queued], rollouts=[rollout], agreement=live_agreement(METRICS)
+    )
 
 
 def state() -> DemoState:
@@ -73,5 +89,6 @@ def test_a_plain_line_says_the_same_in_one_line():
     line = plain_line(state(), snapshot())
     assert line.startswith("[0:06:40] serve 6 calls;")
     assert "intern 17% deferred 17% fallback 17% expert 50%" in line
-    assert "task-a running 12/46 loss 0.51" in line
+    assert "active: task-a running 12/46 loss 0.51; 3 queued" in line
+    assert "task-q0" not in line  # queued jobs are counted, not named
     assert "rollouts: task-a canary 50% agreement 0.95" in line
