@@ -54,16 +54,26 @@ def schedule(plan: DemoPlan, records: list[WorkloadRecord]) -> Iterator[Schedule
 
 
 def jobs_to_cancel(
-    jobs: list, elapsed_s: float, plan: DemoPlan, replay_over: bool, cancelled: list[str]
+    jobs: list,
+    elapsed_s: float,
+    plan: DemoPlan,
+    replay_over: bool,
+    cancelled: list[str],
+    started_in_time: set[str] | None = None,
 ) -> list[str]:
-    """The jobs the budget no longer has room for: queued ones once no job may start
-    (`plan.training_deadline_s`), every unfinished one when the replay is over."""
+    """The jobs the budget no longer has room for: once no job may start
+    (`plan.training_deadline_s`), queued ones and running ones not seen running before
+    then (`started_in_time`: a task found late is queued and taken by the idle worker
+    between two looks); every unfinished one when the replay is over."""
+    late = elapsed_s > plan.training_deadline_s
+    in_time = started_in_time or set()
     return [
         job.job_id
         for job in jobs
         if job.job_id not in cancelled
         and (
-            (job.status == "queued" and elapsed_s > plan.training_deadline_s)
+            (late and job.status == "queued")
+            or (late and job.status == "running" and job.job_id not in in_time)
             or (replay_over and job.status in ACTIVE_JOBS)
         )
     ]
@@ -175,6 +185,7 @@ async def run_loop(
     sender = asyncio.create_task(replay.run(schedule(plan, records), started, end_s))
     view = LiveView(plan, console)
     cancelled: list[str] = []
+    started_in_time: set[str] = set()  # jobs seen running before the training deadline
     snapshot = Snapshot()
     last_plain = float("-inf")
 
@@ -200,7 +211,11 @@ async def run_loop(
 
     def enforce_budget(snapshot: Snapshot, replay_over: bool) -> None:
         elapsed = time.monotonic() - started
-        for job_id in jobs_to_cancel(snapshot.jobs, elapsed, plan, replay_over, cancelled):
+        if elapsed <= plan.training_deadline_s:
+            started_in_time.update(j.job_id for j in snapshot.jobs if j.status == "running")
+        for job_id in jobs_to_cancel(
+            snapshot.jobs, elapsed, plan, replay_over, cancelled, started_in_time
+        ):
             watcher.cancel(job_id)
             cancelled.append(job_id)
 

@@ -119,10 +119,22 @@ def test_queued_jobs_are_cancelled_once_none_could_be_rolled_out_in_time():
     early = plan.training_deadline_s - 1
     assert jobs_to_cancel(jobs, early, plan, replay_over=False, cancelled=[]) == []
     late = plan.training_deadline_s + 1
-    assert jobs_to_cancel(jobs, late, plan, replay_over=False, cancelled=[]) == ["c"]
-    assert jobs_to_cancel(jobs, late, plan, replay_over=False, cancelled=["c"]) == []
+    seen = {"b"}  # running before the deadline: it goes on
+    assert jobs_to_cancel(jobs, late, plan, False, cancelled=[], started_in_time=seen) == ["c"]
+    assert jobs_to_cancel(jobs, late, plan, False, cancelled=["c"], started_in_time=seen) == []
     # When the replay is over nothing may go on training.
     assert jobs_to_cancel(jobs, early, plan, replay_over=True, cancelled=[]) == ["b", "c"]
+
+
+def test_a_job_that_starts_after_the_training_deadline_is_cancelled():
+    """A task found late is queued and taken by the idle worker between two looks: it would
+    train on the cores serving the replay with no time left to roll it out."""
+    plan = make_plan("sgd.jsonl", "sgd", SGD_RECORDS)
+    late = plan.training_deadline_s + 1
+    jobs = [job("early", "running"), job("late", "running")]
+    assert jobs_to_cancel(
+        jobs, late, plan, replay_over=False, cancelled=[], started_in_time={"early"}
+    ) == ["late"]
 
 
 def test_a_busy_machine_gets_fewer_longer_interns_not_more_useless_ones():
