@@ -8,7 +8,11 @@ Selective serving: an intern states its confidence in each answer, and defers to
 below a threshold calibrated here so that the answers it keeps are right at least
 `target_precision` of the time. `defer_below` is that threshold (on every held-out
 example); `coverage` and `served_exact_match` are measured honestly by cross-fitting (the
-threshold calibrated on one half of the examples is applied to the other, and back).
+threshold calibrated on one half of the examples is applied to the other, and back). An
+answer is right when every score is perfect; with `ignore_dates` (the gate's
+`TRAINER_GATE__IGNORE_DATES`, for traffic that cannot give the expert's dates) a tool call
+is right when it matches without its date arguments, so that the threshold and the gate
+judge the same thing.
 """
 
 from __future__ import annotations
@@ -102,12 +106,22 @@ def score_answers(
     return {"text_similarity": sum(text_similarity(e.answer, a) for e, a in pairs) / n}
 
 
+def right(example: Example, answer: dict[str, Any], output_kind: str, ignore_dates: bool) -> bool:
+    """Whether `answer` counts as right: every score perfect, or for a tool call with
+    `ignore_dates`, an exact match without its date arguments."""
+    if output_kind == "tool_call" and ignore_dates:
+        return score_call(example.answer, answer, ignore_dates=True).exact
+    scores = score_answers([example], [answer], output_kind)
+    return all(value == 1.0 for value in scores.values())
+
+
 def evaluate(
     runtime: Any,
     examples: list[Example],
     output_kind: str,
     batch_size: int = EVAL_BATCH,
     target_precision: float = 0.95,
+    ignore_dates: bool = False,
 ) -> EvalReport:
     """Runs the intern on every held-out example; latency is per call (batch time / size)."""
     answers: list[dict[str, Any]] = []
@@ -118,10 +132,8 @@ def evaluate(
         answers.extend(runtime.answer([example.request for example in batch]))
         latencies.append((time.perf_counter() - began) * 1000 / len(batch))
     scores = score_answers(examples, answers, output_kind)
-    perfect = dict.fromkeys(scores, 1.0)
     correct = [
-        score_answers([e], [a], output_kind) == perfect
-        for e, a in zip(examples, answers, strict=True)
+        right(e, a, output_kind, ignore_dates) for e, a in zip(examples, answers, strict=True)
     ]
     failures = [
         {"trace_id": e.trace_id, "expected": e.answer, "got": a}

@@ -359,6 +359,7 @@ def _train_evaluate_register(ctx: JobContext, job: TrainingJob, workdir: Path) -
         eval_set,
         task.output_kind,
         target_precision=settings.gate.target_precision,
+        ignore_dates=settings.gate.ignore_dates,
     )
     verdict = settings.gate.check(task.output_kind, report.scores, report.n)
     if settings.gate.is_selective(task.output_kind):

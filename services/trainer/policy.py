@@ -110,7 +110,9 @@ class EvaluationGate(BaseModel):
     json_equal: float = Field(0.9, ge=0, le=1, description="Minimum JSON equality")
     text_similarity: float = Field(0.7, ge=0, le=1, description="Minimum text similarity")
     ignore_dates: bool = Field(
-        False, description="Judge tool calls by exact match without date arguments"
+        False,
+        description="Judge tool calls by exact match without date arguments (selective: the"
+        " confidence threshold is calibrated on the same judgement)",
     )
     min_eval_examples: int = Field(5, ge=1, description="Held-out examples the verdict needs")
     selective: bool = Field(

@@ -116,3 +116,31 @@ def test_evaluate_reports_a_threshold_and_cross_fitted_coverage():
     assert report.scores["served_exact_match"] == 1.0
     # Each half judged by the other's threshold (0.95 and 0.94): 2 + 3 kept of 8.
     assert report.scores["coverage"] == 0.625
+
+
+def test_ignoring_dates_calibrates_on_answers_right_but_for_their_dates():
+    """Traffic that cannot give the expert's dates (SGD's dialogues never say which day it
+    is): with the gate's ignore_dates the threshold and the served answers are judged
+    without dates, as the gate's exact match is; without it, no answer counts as right."""
+    cities = ["Paris", "Rome", "Oslo", "Lima", "Kyoto", "Quito", "Cairo", "Bern"]
+    expected = [
+        example(call("FindFlight", city=c, date=f"2019-03-0{i + 1}"), i)
+        for i, c in enumerate(cities)
+    ]
+    # Every date guessed wrong; the city right on the confident six.
+    answers = [
+        call("FindFlight", city=c if i < 6 else "Nowhere", date="2019-01-01")
+        for i, c in enumerate(cities)
+    ]
+    confidences = [0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.2, 0.1]
+    strict = evaluate(ConfidentIntern(answers, confidences), expected, "tool_call")
+    assert strict.defer_below is None
+    assert strict.scores["coverage"] == 0.0
+    lenient = evaluate(
+        ConfidentIntern(answers, confidences), expected, "tool_call", ignore_dates=True
+    )
+    assert lenient.defer_below == 0.94
+    assert lenient.scores["served_exact_match"] == 1.0
+    assert lenient.scores["coverage"] == 0.625
+    assert lenient.scores["exact_match"] == 0.0  # the reported scores do not change
+    assert lenient.scores["exact_match_without_dates"] == 0.75
