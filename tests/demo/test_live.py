@@ -38,7 +38,7 @@ def snapshot() -> Snapshot:
             loss=None,
             eta_seconds=None,
             created=2,
-        )  # fmt: skip
+        )
         for n in range(3)
     ]
     return Snapshot(
