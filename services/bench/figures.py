@@ -90,6 +90,28 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
+def paired_shares(on: list[Measured], off: list[Measured], direct: list[Measured]) -> list[float]:
+    """Publishing's share of the added p50 in each round: (on - off) / (on - direct), the
+    three paths of a round measured within the same minute. A disturbance of the shared
+    machine that lasts minutes moves all three together and cancels in the round's share;
+    across rounds it would not. Rounds where publishing added nothing measurable over the
+    direct path (on <= direct) are left out."""
+    shares = []
+    for with_, without, base in zip(on, off, direct, strict=False):
+        added = with_.p50_ms - base.p50_ms
+        if added > 0:
+            shares.append(round((with_.p50_ms - without.p50_ms) / added, 3))
+    return shares
+
+
+def quartiles(values: list[float]) -> list[float] | None:
+    """First and third quartile (None for fewer than two values)."""
+    if len(values) < 2:
+        return None
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return [round(first, 3), round(third, 3)]
+
+
 def publishing_overhead(
     on: dict[int, dict],
     off: dict[int, dict],
@@ -97,13 +119,16 @@ def publishing_overhead(
     rate_off: float,
     rate_direct: float,
     concurrency: int,
+    rounds: list[float] | None = None,
 ) -> dict:
     """Share of the gateway's overhead that trace publishing costs, three ways:
     - latency: (added p50 with publishing - without) / added p50 with, at `concurrency`
-      and at concurrency 1 (publishing runs off the call's path, so it shows under load);
+      and at concurrency 1 (publishing runs off the call's path, so it shows under load),
+      from the medians over rounds; and `rounds`, the same share round by round at
+      `concurrency` (`paired_shares`), whose median is the headline when given;
     - capacity: the time per call at the highest rate held, (1/rate_on - 1/rate_off) /
       (1/rate_on - 1/rate_direct).
-    The headline is the latency share at `concurrency`; the caller adds CPU shares."""
+    The caller adds CPU shares."""
 
     def latency_share(c: int) -> float | None:
         if c not in on or c not in off:
@@ -117,9 +142,13 @@ def publishing_overhead(
     capacity = None
     if rate_on and rate_off and rate_direct and rate_on < rate_direct:
         capacity = round((1 / rate_on - 1 / rate_off) / (1 / rate_on - 1 / rate_direct), 3)
+    paired = round(statistics.median(rounds), 3) if rounds else None
     return {
-        "headline": latency_share(concurrency),
+        "headline": paired if paired is not None else latency_share(concurrency),
         f"latency_share_c{concurrency}": latency_share(concurrency),
+        f"latency_share_c{concurrency}_paired": paired,
+        f"latency_share_c{concurrency}_rounds": rounds or [],
+        f"latency_share_c{concurrency}_quartiles": quartiles(rounds or []),
         "latency_share_c1": latency_share(1),
         "capacity_share": capacity,
     }
@@ -225,6 +254,15 @@ def print_tables(result: dict, console: Console | None = None) -> None:
         goal_table.add_row(goal["name"], _fmt(goal["figure"], 3), goal["target"], verdict)
     console.print(goal_table)
     shares = result["publishing_overhead"]
+    c = result["goal_concurrency"]
+    if shares.get(f"latency_share_c{c}_rounds"):
+        spread = shares[f"latency_share_c{c}_quartiles"]
+        console.print(
+            f"trace publishing's share of the added p50 at c={c}, round by round: "
+            + ", ".join(_fmt(share, 2) for share in shares[f"latency_share_c{c}_rounds"])
+            + (f" (quartiles {_fmt(spread[0])} to {_fmt(spread[1])})" if spread else "")
+            + f"; from the medians over rounds {_fmt(shares.get(f'latency_share_c{c}'), 3)}"
+        )
     console.print(
         "trace publishing, other estimates: "
         + ", ".join(

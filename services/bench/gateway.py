@@ -8,9 +8,11 @@ its expert, a second gateway with trace publishing off, and the LiteLLM proxy (i
 virtual environment, `bench-results/.venv-litellm`, made on first use). Both gateways reach
 the router as `--router` says (GATEWAY_ROUTER): embedded in their own process, the local
 stack's default, or the router service over gRPC; the result names the mode measured.
-Measures: each path closed-loop at concurrencies 1, 8 and 32, in rounds that interleave
+Measures: each path closed-loop at concurrencies 1, 8, 16 and 32, in rounds that interleave
 the paths (the machine is shared: medians over rounds, paths compared within the same
-minute); then more concurrencies for the highest rate held.
+minute); then more concurrencies for the highest rate held. Publishing's share of the
+added latency at the goals' concurrency is taken round by round, from the three paths
+(with publishing, without, direct) of the same round, and its median is the headline.
 Writes: `bench-results/gateway.json` (`--out`), and prints the tables.
 
     python -m interns.bench.gateway --out bench-results/gateway.json [--quick] [--router remote]
@@ -107,7 +109,10 @@ class Plan:
         return self.goal_rounds if concurrency == GOAL_CONCURRENCY else self.rounds
 
 
-FULL = Plan((1, 8, 16, 32), rounds=3, goal_rounds=5, duration_s=3.0, warmup_s=1.0, ceiling_s=3.0)
+# Nine rounds at the goals' concurrency: the publishing share is a ratio of two small
+# differences there, and its round-to-round spread (0.1 to 0.5 in runs of 2026-11-27) needs
+# that many for a median that moves less than the goal's margin.
+FULL = Plan((1, 8, 16, 32), rounds=3, goal_rounds=9, duration_s=3.0, warmup_s=1.0, ceiling_s=3.0)
 QUICK = Plan((1, 8, 32), rounds=1, goal_rounds=1, duration_s=1.0, warmup_s=1.0, ceiling_s=1.0)
 
 
@@ -255,6 +260,9 @@ def summarize(
         rates[off]["max_rps"],
         rates[figures.DIRECT]["max_rps"],
         c,
+        figures.paired_shares(
+            results[on].get(c, []), results[off].get(c, []), results[figures.DIRECT].get(c, [])
+        ),
     )
     gateway_cpu = {path: points[path].get(c, {}).get("cpu_ms_per_call", {}) for path in (on, off)}
     on_cpu, off_cpu = gateway_cpu[on], gateway_cpu[off]
@@ -276,6 +284,15 @@ def summarize(
     publishing["machine_cpu_share"] = (
         round((machine_on - machine_off) / machine_on, 3) if machine_on > 0 else None
     )
+    # Whose CPU publishing takes, ms a call: the gateway's own, the broker's and the
+    # collector's (which have nothing to do while the gateway publishes nothing).
+    publishing["extra_cpu_ms_per_call"] = {
+        "gateway": round(gateway_on - gateway_off, 3),
+        **{
+            name: round(on_cpu.get(name, 0.0) - off_cpu.get(name, 0.0), 3)
+            for name in ("collector", "kafka")
+        },
+    }
     return {
         "primary_path": primary,
         "goal_concurrency": c,
