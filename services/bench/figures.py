@@ -94,8 +94,8 @@ def paired_shares(on: list[Measured], off: list[Measured], direct: list[Measured
     """Publishing's share of the added p50 in each round: (on - off) / (on - direct), the
     three paths of a round measured within the same minute. A disturbance of the shared
     machine that lasts minutes moves all three together and cancels in the round's share;
-    across rounds it would not. Rounds where publishing added nothing measurable over the
-    direct path (on <= direct) are left out."""
+    across rounds it would not. Rounds where the path with publishing was no slower than
+    the direct one (on <= direct) are left out: their share has no denominator."""
     shares = []
     for with_, without, base in zip(on, off, direct, strict=False):
         added = with_.p50_ms - base.p50_ms
