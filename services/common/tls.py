@@ -190,6 +190,31 @@ def kafka_client_options(settings: SecureSettings) -> dict[str, Any]:
     return parse_security(kafka_security(settings))
 
 
+def kafka_producer_config(settings: SecureSettings) -> dict[str, str]:
+    """librdkafka's settings (confluent-kafka, the gateway's trace sender) for the same
+    security as `kafka_security`; empty for PLAINTEXT."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    config = {"security.protocol": protocol.lower()}
+    if protocol.endswith("SSL"):
+        # The wheel's OpenSSL is its own: "probe" finds the system's roots.
+        config["ssl.ca.location"] = "probe"
+        for path, name, key in (
+            (settings.kafka_ssl_ca_file, "KAFKA_SSL_CA_FILE", "ssl.ca.location"),
+            (settings.kafka_ssl_cert_file, "KAFKA_SSL_CERT_FILE", "ssl.certificate.location"),
+            (settings.kafka_ssl_key_file, "KAFKA_SSL_KEY_FILE", "ssl.key.location"),
+        ):
+            if path is not None:
+                _read(path, name)
+                config[key] = str(path)
+    if protocol.startswith("SASL"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
 def kafka_broker(settings, client_id: str, **options):
     """The FastStream `KafkaBroker` of a service: its bootstrap servers, security and, when
     tracing is on, trace context carried in each record's headers."""

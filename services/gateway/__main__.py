@@ -33,7 +33,13 @@ from interns.common.logging import configure_logging, get_logger
 from interns.common.metrics import consumer_lag_watched
 from interns.common.ops import OpsServer
 from interns.common.settings import load_settings
-from interns.common.tls import aio_channel, kafka_broker, kafka_client_options, server_credentials
+from interns.common.tls import (
+    aio_channel,
+    kafka_broker,
+    kafka_client_options,
+    kafka_producer_config,
+    server_credentials,
+)
 from interns.common.tracing import configure_tracing
 from interns.gateway.auth import DatabaseAuthenticator
 from interns.gateway.calls import Admission, Gateway
@@ -118,6 +124,7 @@ async def main() -> None:
             send_timeout_s=settings.trace_send_timeout_s,
             linger_ms=settings.trace_linger_ms,
             kafka_options=kafka_client_options(settings),
+            producer_options=kafka_producer_config(settings),
             confirm_group=settings.trace_confirm_group,
             hold_max_bytes=settings.trace_hold_max_bytes,
             compression=settings.trace_compression,

@@ -4,12 +4,12 @@ one when Kafka is slow or down.
 Calls hand their trace to a bounded queue in memory and go on (`publish` only appends).
 Two background tasks take it from there:
 
-- the sender sends batches to Kafka (acks=all), from memory at most one a linger, each as
-  a few record batches (one a partition) that the broker acknowledges whole. Traces
-  spilled to disk go first, oldest first, and leave the disk only once the broker has
-  acknowledged them; then the memory queue. A batch Kafka did not take within the send
-  timeout goes back to memory, and the producer is rebuilt with backoff until the broker
-  answers again;
+- the sender sends batches to Kafka (acks=all), from memory at most one a linger, through
+  librdkafka (`interns.gateway.kafka_sender`: batching, compression and the network on
+  its own threads). Traces spilled to disk go first, oldest first, and leave the disk
+  only once the broker has acknowledged them; then the memory queue. Traces Kafka did
+  not take within the send timeout go back to memory, and Kafka is probed with backoff
+  until it answers again;
 - the spiller writes memory to the durable spill on disk (`SpillQueue`) while Kafka is
   away, and whenever memory passes half its capacity because Kafka is slower than the
   calls.
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import sqlite3
 import time
 import weakref
@@ -40,12 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-from aiokafka.partitioner import DefaultPartitioner, murmur2
-from aiokafka.producer.message_accumulator import BatchBuilder
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from interns.common.events import TraceRecorded
@@ -61,6 +57,13 @@ from interns.common.metrics import (
     TRACES_SPILLED,
 )
 from interns.gateway.delivery import HeldTraces
+from interns.gateway.kafka_sender import (
+    MAX_RECORD_BYTES,
+    Delivery,
+    KafkaSender,
+    KafkaUnavailable,
+    Outcome,
+)
 from interns.gateway.spill import SpillQueue
 
 log = get_logger(__name__)
@@ -73,15 +76,8 @@ SEND_BATCH = 2_000
 # ones, and nobody waits for a trace. Measured at 800 traces/s against Tansu: 200 ms
 # instead of 50 ms cut the gateway's CPU per trace by about 15% and the broker's by 40%.
 LINGER_MS = 200
-# Bytes of traces in one record batch (one partition's share of a send; a larger share
-# is split). aiokafka's default (16 KiB, five traces) made every few traces a batch of
-# their own; Kafka's default limit for one batch (message.max.bytes) is 1 MiB.
-MAX_BATCH_BYTES = 256 * 1024
-# A record larger than this is refused before it is sent, as aiokafka's `send` refuses
-# one larger than its max_request_size (the same default).
-MAX_RECORD_BYTES = 1024 * 1024
-# Traces serialized, or appended to record batches, between two yields to the event
-# loop, so that a large batch never holds up the calls in flight for long.
+# Traces serialized between two yields to the event loop, so that a large batch never
+# holds up the calls in flight for long.
 ENCODE_CHUNK = 16
 SPILL_BATCH = 1_000
 DROP_WARNING_INTERVAL_S = 10.0
@@ -100,6 +96,14 @@ COMPRESSION = "snappy"
 
 
 T = TypeVar("T")
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "DisabledPublisher",
+    "EncodedTrace",
+    "Outcome",
+    "Trace",
+    "TracePublisher",
+]
 
 
 class Trace(Protocol):
@@ -127,14 +131,6 @@ class EncodedTrace:
         return self._value
 
 
-class Outcome(enum.Enum):
-    """What became of one record handed to Kafka."""
-
-    SENT = "sent"
-    FAILED = "failed"
-    REJECTED = "rejected"
-
-
 class TracePublisher:
     """A non-blocking trace producer that spills to local disk while Kafka is away."""
 
@@ -153,10 +149,20 @@ class TracePublisher:
         hold_max_bytes: int = HOLD_MAX_BYTES,
         confirm_interval_s: float = CONFIRM_INTERVAL_S,
         compression: str | None = COMPRESSION,
+        producer_options: dict[str, Any] | None = None,
     ):
         self._bootstrap_servers = bootstrap_servers
-        self._kafka_options = kafka_options or {}  # security (interns.common.tls)
-        self._compression = None if compression in (None, "none") else compression
+        # Security (interns.common.tls): aiokafka's arguments for the admin client that
+        # asks for the collector's offsets, librdkafka's settings for the sender.
+        self._kafka_options = kafka_options or {}
+        self._kafka = KafkaSender(
+            bootstrap_servers,
+            TraceRecorded.topic,
+            send_timeout_s=send_timeout_s,
+            compression=None if compression in (None, "none") else compression,
+            client_id=f"interns-{service}",
+            options=producer_options,
+        )
         self._capacity = capacity
         self._high_water = max(1, capacity // 2)
         self._service = service
@@ -165,7 +171,6 @@ class TracePublisher:
         self._send_timeout_s = send_timeout_s
         self._linger_s = linger_ms / 1000
         self._last_send = 0.0
-        self._partitioner = SessionPartitioner()
         self._memory: deque[Trace] = deque()
         self._in_flight: list[Trace] = []
         self._being_spilled = 0
@@ -175,14 +180,12 @@ class TracePublisher:
         self._kafka_up = False
         self._draining = False
         self._stopping = False
-        self._producer: AIOKafkaProducer | None = None
         self._spill: SpillQueue | None = None
         self._disk: ThreadPoolExecutor | None = None
         self._sender: asyncio.Task | None = None
         self._spiller: asyncio.Task | None = None
         self._unreported_drops: dict[str, int] = {}
         self._last_drop_warning = 0.0
-        self._producer_closing: asyncio.Task | None = None
         # Acknowledged traces held until the collector's group `confirm_group` has
         # committed past them (None: not held, Kafka's acknowledgement is enough).
         self._confirm_group = confirm_group or None
@@ -235,6 +238,12 @@ class TracePublisher:
             raise RuntimeError(
                 f"trace spill folder {self._spill_dir} is not usable (GATEWAY_SPILL_DIR): {error}"
             ) from error
+        try:
+            self._kafka.open()
+        except ValueError as error:
+            await self._on_disk(self._spill.close)
+            self._disk.shutdown()
+            raise RuntimeError(f"trace publishing cannot start: {error}") from error
         if self._spill.pending:
             log.info("traces left in the spill will be sent first", count=self._spill.pending)
         self._note_memory_empty()
@@ -268,11 +277,7 @@ class TracePublisher:
         self._stopping = True
         self._spill_wanted.set()
         await self._spiller
-        if self._producer_closing is not None:
-            await self._producer_closing
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        self._kafka.close()
         self._kafka_up = False
         pending = self._spill.pending
         await self._on_disk(self._spill.close)
@@ -286,13 +291,14 @@ class TracePublisher:
 
     async def _run_sender(self) -> None:
         while True:
-            producer = self._producer or await self._connect()
+            if not self._kafka_up:
+                await self._connect()
             try:
                 if self._memory and (self._draining or not self._spill.pending):
                     await self._linger()
-                    await self._send_from_memory(producer)
+                    await self._send_from_memory()
                 elif self._spill.pending:
-                    await self._replay_spill(producer)
+                    await self._replay_spill()
                 else:
                     self._work.clear()
                     await self._work.wait()
@@ -313,7 +319,7 @@ class TracePublisher:
             await asyncio.sleep(wait)
         self._last_send = time.monotonic()
 
-    async def _send_from_memory(self, producer: AIOKafkaProducer) -> None:
+    async def _send_from_memory(self) -> None:
         batch = [self._memory.popleft() for _ in range(min(SEND_BATCH, len(self._memory)))]
         self._in_flight = batch
         encoded: list[tuple[bytes, bytes] | None] = []
@@ -324,7 +330,7 @@ class TracePublisher:
         batch = [trace for trace, record in zip(batch, encoded, strict=True) if record]
         records = [record for record in encoded if record]
         self._in_flight = batch
-        outcomes = await self._send(producer, records)
+        outcomes = await self._send(records)
         self._in_flight = []
         failed = [
             trace
@@ -337,13 +343,11 @@ class TracePublisher:
             await self._lose_kafka()
         self._note_memory_empty()
 
-    async def _replay_spill(self, producer: AIOKafkaProducer) -> None:
+    async def _replay_spill(self) -> None:
         batch = await self._on_disk(self._spill.peek, SEND_BATCH)
         if batch.corrupt:
             self._dropped(batch.corrupt, "corrupt trace records in the spill")
-        outcomes = await self._send(
-            producer, [(record.key, record.value) for record in batch.records]
-        )
+        outcomes = await self._send([(record.key, record.value) for record in batch.records])
         done = [
             record.id
             for record, outcome in zip(batch.records, outcomes, strict=True)
@@ -356,101 +360,54 @@ class TracePublisher:
             await self._lose_kafka()
         self._note_memory_empty()
 
-    async def _send(
-        self, producer: AIOKafkaProducer, records: Sequence[tuple[bytes, bytes]]
-    ) -> list[Outcome]:
-        """Sends `records` as record batches, one a partition (more when one is full), and
-        waits (up to the send timeout) for the broker's acknowledgement of each batch;
-        returns what became of each record.
-
-        aiokafka's `send` costs a coroutine, a future, a partitioner call and an
-        acknowledgement per record; its batch API one future a batch. Measured in process
-        at 1,000 traces/s against Tansu (median of 7 runs, serialization not counted):
-        about 22 us of CPU per trace with `send`, 14 us with batches."""
-        outcomes = [Outcome.FAILED] * len(records)
-        deliveries: list[tuple[asyncio.Future, int, list[int]]] = []
-        trouble: BaseException | None = None
-        try:
-            async with asyncio.timeout(self._send_timeout_s):
-                partitions = sorted(await producer.partitions_for(TraceRecorded.topic))
-                batches = await self._record_batches(producer, records, partitions, outcomes)
-                for partition, batch, indexes in batches:
-                    delivery = await producer.send_batch(
-                        batch, TraceRecorded.topic, partition=partition
-                    )
-                    delivery.add_done_callback(_retrieve_exception)
-                    deliveries.append((delivery, partition, indexes))
-                if deliveries:
-                    await asyncio.wait([delivery for delivery, _, _ in deliveries])
-        except (TimeoutError, KafkaError) as error:
-            trouble = error
-        for delivery, partition, indexes in deliveries:
-            if not delivery.done() or delivery.cancelled():
-                continue
-            error = delivery.exception()
-            if error is None:
-                outcome = Outcome.SENT
-                if self._held is not None:
-                    self._hold(partition, delivery.result().offset, [records[i] for i in indexes])
-            elif isinstance(error, MessageSizeTooLargeError):
-                outcome = self._rejected(records[indexes[0]][1], error, len(indexes))
-            else:
-                trouble = trouble or error
-                continue
-            for index in indexes:
-                outcomes[index] = outcome
-        failed = outcomes.count(Outcome.FAILED)
+    async def _send(self, records: Sequence[tuple[bytes, bytes]]) -> list[Outcome]:
+        """Sends `records` and waits (up to the send timeout) for the broker's
+        acknowledgement of each; returns what became of each record. Acknowledged records
+        are held (by partition, in runs of consecutive offsets) when the collector's
+        commits are awaited."""
+        deliveries = await self._kafka.send(records)
+        outcomes = [delivery.outcome for delivery in deliveries]
+        if self._held is not None:
+            self._hold_sent(records, deliveries)
+        rejected = [i for i, outcome in enumerate(outcomes) if outcome is Outcome.REJECTED]
+        for index in rejected:
+            self._rejected(records[index][1], deliveries[index].error)
+        failed = [delivery for delivery in deliveries if delivery.outcome is Outcome.FAILED]
         if failed:
             log.warning(
                 "kafka did not take traces in time, they wait in the spill",
-                failed=failed,
-                error=repr(trouble),
+                failed=len(failed),
+                error=failed[0].error,
             )
         return outcomes
 
-    async def _record_batches(
-        self,
-        producer: AIOKafkaProducer,
-        records: Sequence[tuple[bytes, bytes]],
-        partitions: list[int],
-        outcomes: list[Outcome],
-    ) -> list[tuple[int, BatchBuilder, list[int]]]:
-        """`records` appended, in order, to record batches of their partitions: each
-        batch with its partition and the indexes of its records. A record too large for
-        Kafka is marked rejected in `outcomes` instead."""
-        filling: dict[int, tuple[BatchBuilder, list[int]]] = {}
-        batches: list[tuple[int, BatchBuilder, list[int]]] = []
-        for index, (key, value) in enumerate(records):
-            if index and not index % ENCODE_CHUNK:
-                await asyncio.sleep(0)  # let the calls in flight go on
-            if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, []) > MAX_RECORD_BYTES:
-                outcomes[index] = self._rejected(
-                    value, MessageSizeTooLargeError(f"record larger than {MAX_RECORD_BYTES} bytes")
-                )
-                continue
-            partition = self._partitioner(key, partitions, partitions)
-            current = filling.get(partition)
-            if current is None or current[0].append(timestamp=None, key=key, value=value) is None:
-                # The partition's first record, or its batch is full: a new batch, which
-                # takes any one record.
-                batch = producer.create_batch()
-                batch.append(timestamp=None, key=key, value=value)
-                current = filling[partition] = (batch, [])
-                batches.append((partition, batch, current[1]))
-            current[1].append(index)
-        for batch, _ in filling.values():
-            batch.close()
-        return batches
+    def _hold_sent(
+        self, records: Sequence[tuple[bytes, bytes]], deliveries: Sequence[Delivery]
+    ) -> None:
+        sent = sorted(
+            (delivery.partition, delivery.offset, index)
+            for index, delivery in enumerate(deliveries)
+            if delivery.outcome is Outcome.SENT
+        )
+        run: list[tuple[bytes, bytes]] = []
+        run_partition = run_base = -1
+        for partition, offset, index in sent:
+            if run and (partition != run_partition or offset != run_base + len(run)):
+                self._hold(run_partition, run_base, run)
+                run = []
+            if not run:
+                run_partition, run_base = partition, offset
+            run.append(records[index])
+        if run:
+            self._hold(run_partition, run_base, run)
 
-    def _rejected(self, value: bytes, error: Exception, count: int = 1) -> Outcome:
+    def _rejected(self, value: bytes, error: str) -> None:
         log.error(
             "trace rejected by kafka, dropped",
-            error=repr(error),
-            count=count,
+            error=error,
             size=len(value),
             value=value[:200].decode("utf-8", errors="replace"),
         )
-        return Outcome.REJECTED
 
     def _count_sent_and_rejected(self, outcomes: Sequence[Outcome]) -> int:
         sent = outcomes.count(Outcome.SENT)
@@ -460,37 +417,16 @@ class TracePublisher:
             self._dropped(rejected, "trace rejected by kafka")
         return sent
 
-    async def _connect(self) -> AIOKafkaProducer:
-        """A started producer, retried with backoff for as long as Kafka is unreachable."""
+    async def _connect(self) -> None:
+        """Returns once Kafka answers, probed with backoff for as long as it does not."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type((KafkaError, OSError)),
+            retry=retry_if_exception_type(KafkaUnavailable),
             wait=wait_random_exponential(multiplier=0.25, max=5.0),
             before_sleep=self._log_unreachable,
         )
-        self._producer = await retrying(self._start_producer)
+        await retrying(self._kafka.connect)
         self._kafka_up = True
         log.info("kafka connected, sending traces", spilled=self._spill.pending)
-        return self._producer
-
-    async def _start_producer(self) -> AIOKafkaProducer:
-        timeout_ms = int(self._send_timeout_s * 1000)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
-            acks="all",
-            compression_type=self._compression,
-            max_batch_size=MAX_BATCH_BYTES,
-            max_request_size=MAX_RECORD_BYTES,
-            # A down broker is noticed within the send timeout, not aiokafka's 40 s.
-            request_timeout_ms=timeout_ms,
-            client_id=f"interns-{self._service}",
-            **self._kafka_options,
-        )
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        return producer
 
     def _log_unreachable(self, state: RetryCallState) -> None:
         log.warning(
@@ -501,18 +437,14 @@ class TracePublisher:
         )
 
     async def _lose_kafka(self) -> None:
-        """Kafka failed a send: spill from now on and build a new producer. The traces
-        held unconfirmed go too: the broker may have lost them."""
+        """Kafka failed a send: spill from now on, forget what the producer still holds
+        and probe Kafka until it answers. The traces held unconfirmed go too: the broker
+        may have lost them."""
         self._kafka_up = False
         if self._held is not None and self._held.count:
             self._resend(self._held.take_all(), "kafka failed a send")
         self._spill_wanted.set()
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            # Takes up to the request timeout (batches aiokafka still holds); shielded so
-            # that stopping the sender meanwhile still closes the producer whole.
-            self._producer_closing = asyncio.create_task(producer.stop())
-            await asyncio.shield(self._producer_closing)
+        self._kafka.abandon()
         # A broker that accepts connections but fails every send (an ACL, a full disk)
         # would otherwise be retried in a busy loop.
         await asyncio.sleep(RESEND_PAUSE_S)
@@ -702,33 +634,6 @@ def _spill_traces(spill: SpillQueue, traces: Sequence[Trace]) -> tuple[int, int]
     records = _encode(traces)
     usable = [record for record in records if record]
     return spill.put(usable), len(records) - len(usable)
-
-
-class SessionPartitioner:
-    """aiokafka's default partitioner (murmur2 of the key, as Kafka's Java client does, so
-    a session's traces share a partition), with the hash of each recent key remembered: a
-    session's calls share a key, and murmur2 in Python costs about 8 us a record."""
-
-    def __init__(self, capacity: int = 16_384):
-        self._capacity = capacity
-        self._hashes: dict[bytes, int] = {}
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]):
-        if key is None:
-            return DefaultPartitioner()(key, all_partitions, available)
-        hashed = self._hashes.get(key)
-        if hashed is None:
-            if len(self._hashes) >= self._capacity:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return all_partitions[hashed % len(all_partitions)]
-
-
-def _retrieve_exception(delivery: asyncio.Future) -> None:
-    # A delivery given up on (timeout) may fail later; retrieving its error keeps asyncio
-    # from logging "exception was never retrieved".
-    if not delivery.cancelled():
-        delivery.exception()
 
 
 class DisabledPublisher:

@@ -12,10 +12,16 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from confluent_kafka import Producer
 from pydantic import SecretStr
 
 from interns.common.settings import SecureSettings, load_settings
-from interns.common.tls import kafka_broker, kafka_client_options
+from interns.common.tls import (
+    TlsConfigError,
+    kafka_broker,
+    kafka_client_options,
+    kafka_producer_config,
+)
 from interns.router.settings import RouterSettings
 from tests.common.tansu import tansu_broker
 from tests.common.test_tls import make_ca
@@ -88,9 +94,29 @@ async def test_sasl_over_tls_settings_reach_the_kafka_clients(tmp_path):
     assert consumer_options["security_protocol"] == "SASL_SSL"
     assert consumer_options["sasl_plain_password"] == KAFKA_PASSWORD
 
+    # ... and the gateway's trace sender (librdkafka), which checks them when it is built.
+    config = kafka_producer_config(settings)
+    assert config == {
+        "security.protocol": "sasl_ssl",
+        "ssl.ca.location": str(ca.cert),
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "interns",
+        "sasl.password": KAFKA_PASSWORD,
+    }
+    Producer({"bootstrap.servers": "127.0.0.1:1", **config})
+
+
+def test_a_missing_kafka_certificate_is_named(tmp_path):
+    settings = SecureSettings(
+        kafka_security_protocol="SSL", kafka_ssl_ca_file=tmp_path / "missing-ca.pem"
+    )
+    with pytest.raises(TlsConfigError, match="KAFKA_SSL_CA_FILE"):
+        kafka_producer_config(settings)
+
 
 def test_plaintext_kafka_by_default():
     assert kafka_client_options(SecureSettings()) == {}
+    assert kafka_producer_config(SecureSettings()) == {}
 
 
 @pytest.mark.integration

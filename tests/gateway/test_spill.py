@@ -14,14 +14,14 @@ import weakref
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from confluent_kafka import KafkaError
 from prometheus_client import REGISTRY
 
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.spill import FILE_NAME, SpillQueue
 from interns.gateway.traces import TracePublisher
 from tests.conftest import assert_never_waited, eventually, free_port
-from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
+from tests.gateway.kafka_fakes import NO_ANSWER, FakeProducer, Message, use_producer
 
 
 def record(number: int, size: int = 0) -> tuple[bytes, bytes]:
@@ -225,20 +225,20 @@ async def test_a_full_memory_queue_refuses_at_once(tmp_path, service):
 
 
 class BrokerThatDies(FakeProducer):
-    """One partition, batches of ten records: acknowledges the batches of the first
-    `takes` records, then fails every send as a broker that has just died would, or never
-    answers (`hangs`)."""
+    """One partition: acknowledges the first `takes` records, then fails every record as a
+    broker that has just died would, or never answers (`hangs`)."""
 
     takes = 0
     hangs = False
     acknowledged: list[bytes] = []
 
-    def deliver(self, partition: int, batch: RecordBatch, delivery: asyncio.Future) -> None:
-        if len(self.acknowledged) + len(batch.values) <= self.takes:
-            self.acknowledged.extend(batch.values)
-            delivery.set_result(None)
-        elif not self.hangs:
-            delivery.set_exception(KafkaConnectionError("connection reset"))
+    def deliver(self, message: Message) -> int | KafkaError | object:
+        if len(self.acknowledged) < self.takes:
+            self.acknowledged.append(message.value())
+            return len(self.acknowledged) - 1
+        if self.hangs:
+            return NO_ANSWER
+        return KafkaError(KafkaError._TRANSPORT, "connection reset")
 
 
 @pytest.fixture

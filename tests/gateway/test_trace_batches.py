@@ -1,6 +1,7 @@
-"""The publisher hands Kafka record batches: a session's traces go, in the order of its
-calls, to the partition Kafka's default partitioner picks for the session; a trace too
-large for Kafka is dropped and counted, and the others still go."""
+"""The publisher hands its traces to librdkafka: a session's traces go in the order of its
+calls, partitioned by session as Kafka's Java client does (on a real broker:
+tests/integration/test_trace_sender.py); a trace too large for Kafka is dropped and
+counted, and the others still go; the compression is the configured one."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import time
 import uuid
 
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.settings import GatewaySettings
 from interns.gateway.traces import MAX_RECORD_BYTES, TracePublisher
-from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
+from tests.gateway.kafka_fakes import FakeProducer, Message, use_producer
 
 PARTITIONS = [0, 1, 2, 3]
 
@@ -31,20 +31,19 @@ def trace(number: int, content: str = "") -> TraceRecorded:
 
 
 class Broker(FakeProducer):
-    """Four partitions, batches of three records, every batch acknowledged (and kept)."""
+    """Four partitions, every record acknowledged (and kept)."""
 
     partitions = PARTITIONS
-    batch_capacity = 3
-    batches: list[tuple[int, RecordBatch]] = []
+    sent: list[Message] = []
 
-    def deliver(self, partition: int, batch: RecordBatch, delivery: asyncio.Future) -> None:
-        self.batches.append((partition, batch))
-        delivery.set_result(None)
+    def deliver(self, message: Message) -> int:
+        self.sent.append(message)
+        return len(self.sent) - 1
 
 
 @pytest.fixture
 def broker(monkeypatch):
-    monkeypatch.setattr(Broker, "batches", [])
+    monkeypatch.setattr(Broker, "sent", [])
     return use_producer(monkeypatch, Broker)
 
 
@@ -75,25 +74,28 @@ async def publish_all(service: str, folder, traces: list[TraceRecorded]) -> None
     await publisher.stop(drain_s=1.0)
 
 
-async def test_a_sessions_traces_go_in_order_to_its_partition(tmp_path, service, broker):
+async def test_a_sessions_traces_go_in_order_partitioned_by_session(tmp_path, service, broker):
     await publish_all(service, tmp_path, [trace(number) for number in range(40)])
 
     sent: dict[bytes, list[str]] = {}
-    for partition, batch in broker.batches:
-        for key, value in batch.records:
-            assert partition == DefaultPartitioner()(key, PARTITIONS, PARTITIONS)
-            sent.setdefault(key, []).append(TraceRecorded.model_validate_json(value).trace_id)
+    for message in broker.sent:
+        sent.setdefault(message.key(), []).append(
+            TraceRecorded.model_validate_json(message.value()).trace_id
+        )
     assert sent == {
         f"s-{session}".encode(): [f"t-{n}" for n in range(session, 40, 5)] for session in range(5)
     }
     assert published(service) == 40
+    # Kafka's Java client's partitioner: murmur2 of the key (the session).
+    assert [config["partitioner"] for config in broker.made] == ["murmur2_random"]
+    assert broker.made[0]["acks"] == "all"
 
 
 async def test_a_trace_too_large_for_kafka_is_dropped_and_the_others_go(tmp_path, service, broker):
     too_large = trace(1, content="x" * MAX_RECORD_BYTES)
     await publish_all(service, tmp_path, [trace(0), too_large, trace(2)])
 
-    sent = [value for _, batch in broker.batches for _, value in batch.records]
+    sent = [message.value() for message in broker.sent]
     assert sorted(TraceRecorded.model_validate_json(value).trace_id for value in sent) == [
         "t-0",
         "t-2",
@@ -101,21 +103,16 @@ async def test_a_trace_too_large_for_kafka_is_dropped_and_the_others_go(tmp_path
     assert dropped(service) == 1
 
 
-@pytest.mark.parametrize(("setting", "codec"), [(None, "snappy"), ("zstd", "zstd"), ("none", None)])
-async def test_trace_batches_are_compressed_as_configured(
+@pytest.mark.parametrize(
+    ("setting", "codec"), [(None, "snappy"), ("zstd", "zstd"), ("lz4", "lz4"), ("none", "none")]
+)
+async def test_traces_are_compressed_as_configured(
     tmp_path, service, broker, monkeypatch, setting, codec
 ):
     """GATEWAY_TRACE_COMPRESSION reaches the producer: snappy unless told otherwise, "none"
     sends batches as they are."""
     if setting:
         monkeypatch.setenv("GATEWAY_TRACE_COMPRESSION", setting)
-    made: list[dict] = []
-
-    class Recording(broker):
-        def __init__(self, **options):
-            made.append(options)
-
-    use_producer(monkeypatch, Recording)
     compression = GatewaySettings().trace_compression
     publisher = TracePublisher(
         "kafka:9092", service=service, spill_dir=tmp_path, compression=compression
@@ -127,10 +124,21 @@ async def test_trace_batches_are_compressed_as_configured(
         assert time.monotonic() < deadline, "the trace was not sent in time"
         await asyncio.sleep(0.02)
     await publisher.stop(drain_s=1.0)
-    assert [options["compression_type"] for options in made] == [codec]
+    assert [config["compression.type"] for config in broker.made] == [codec]
 
 
 def test_an_unknown_compression_is_refused_naming_the_setting(monkeypatch):
     monkeypatch.setenv("GATEWAY_TRACE_COMPRESSION", "brotli")
     with pytest.raises(ValidationError, match="trace_compression"):
         GatewaySettings()
+
+
+async def test_producer_settings_librdkafka_refuses_stop_the_start_naming_them(tmp_path, service):
+    publisher = TracePublisher(
+        "kafka:9092",
+        service=service,
+        spill_dir=tmp_path,
+        producer_options={"security.protocol": "ssl", "ssl.ca.location": str(tmp_path / "no-ca")},
+    )
+    with pytest.raises(RuntimeError, match="ssl.ca.location"):
+        await publisher.start()

