@@ -213,8 +213,8 @@ def sweep(
     targets: list[Target], bodies: Path, plan: Plan, everything: CpuMeter
 ) -> dict[str, dict[int, list[Measured]]]:
     """Every target at every concurrency: a warm-up per target, then rounds that each
-    measure every target in turn, so that a disturbance hits all paths alike. Each run
-    starts once `everything` the benchmark started is quiet again."""
+    measure every target in turn (`round_order`), so that a disturbance hits all paths
+    alike. Each run starts once `everything` the benchmark started is quiet again."""
     results: dict[str, dict[int, list[Measured]]] = {t.name: {} for t in targets}
     for concurrency in plan.concurrencies:
         for target in targets:
@@ -222,7 +222,7 @@ def sweep(
             target.measure(bodies, concurrency, plan.warmup_s, 0)
         rounds = plan.rounds_at(concurrency)
         for number in range(rounds):
-            for target in targets:
+            for target in round_order(targets, number):
                 waited = wait_quiet(everything)
                 measured = target.measure(bodies, concurrency, plan.duration_s, 0)
                 measured.quiet_wait_s = waited
@@ -233,6 +233,14 @@ def sweep(
                     f" p99 {measured.p99_ms:7.2f} ms errors {measured.errors}"
                 )
     return results
+
+
+def round_order(targets: list[Target], number: int) -> list[Target]:
+    """The order of round `number`: as given, every other round reversed, so that no path
+    always follows the same one. Fixed, the path with publishing always ran right after
+    LiteLLM's, which saturates both cores for the whole run, and the one without after
+    it; reversed, each comparison has both orders."""
+    return list(targets) if number % 2 == 0 else list(reversed(targets))
 
 
 def pid_of(running: list[Running], name: str) -> int:

@@ -49,3 +49,22 @@ def test_the_headline_is_the_median_of_the_rounds_when_they_are_given():
 @pytest.mark.parametrize("values", [[], [0.2]])
 def test_quartiles_need_two_rounds(values):
     assert figures.quartiles(values) is None
+
+
+def test_rounds_alternate_their_order_so_no_path_always_follows_the_same_one():
+    from interns.bench.gateway import round_order
+
+    paths = ["direct", "litellm", "interns-http", "interns-http-nopub", "interns-grpc"]
+    orders = [round_order(paths, number) for number in range(4)]
+
+    assert all(sorted(order) == sorted(paths) for order in orders)  # each path once a round
+    follows = {(order[i], order[i + 1]) for order in orders for i in range(len(order) - 1)}
+    # With publishing and without: each measured right after the other in some round.
+    assert {("interns-http", "interns-http-nopub"), ("interns-http-nopub", "interns-http")} <= (
+        follows
+    )
+    # The path with publishing does not always come right after LiteLLM.
+    assert {before for before, path in follows if path == "interns-http"} == {
+        "litellm",
+        "interns-http-nopub",
+    }
