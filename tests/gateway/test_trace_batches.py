@@ -21,11 +21,12 @@ from tests.gateway.kafka_fakes import FakeProducer, Message, use_producer
 PARTITIONS = [0, 1, 2, 3]
 
 
-def trace(number: int, content: str = "") -> TraceRecorded:
+def trace(number: int, content: str = "", sessions: int = 5) -> TraceRecorded:
+    """Call `number` of session `s-{number % sessions}`."""
     return TraceRecorded(
         trace_id=f"t-{number}",
         tenant_id="acme",
-        session_id=f"s-{number % 5}",
+        session_id=f"s-{number % sessions}",
         request=TraceRequest(messages=[MessageRecord(role="user", content=content or "hi")]),
     )
 

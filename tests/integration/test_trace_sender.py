@@ -11,35 +11,17 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
-from prometheus_client import REGISTRY
 
-from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
+from interns.common.events import TraceRecorded
 from interns.gateway.traces import MAX_RECORD_BYTES, TracePublisher
 from tests.conftest import eventually, free_port
+from tests.gateway.test_trace_batches import dropped, published, trace
 from tests.integration.tansu import TRACE_PARTITIONS, Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SESSIONS = 7
 CALLS = 140
-
-
-def trace(number: int, content: str = "") -> TraceRecorded:
-    return TraceRecorded(
-        trace_id=f"t-{number}",
-        tenant_id="acme",
-        session_id=f"session-{number % SESSIONS}",
-        request=TraceRequest(messages=[MessageRecord(role="user", content=content or "hi")]),
-    )
-
-
-def published(service: str) -> float:
-    labels = {"service": service, "topic": TraceRecorded.topic}
-    return REGISTRY.get_sample_value("interns_events_published_total", labels) or 0.0
-
-
-def dropped(service: str) -> float:
-    return REGISTRY.get_sample_value("interns_traces_dropped_total", {"service": service}) or 0.0
 
 
 async def consume_all(bootstrap: str, count: int) -> list:
@@ -75,8 +57,8 @@ async def test_traces_arrive_once_in_their_sessions_partition_in_order(tmp_path,
         for number in range(CALLS):
             if number == 50:
                 # Too large for Kafka: dropped, counted, and no other trace held up.
-                assert publisher.publish(trace(-1, content="x" * MAX_RECORD_BYTES))
-            assert publisher.publish(trace(number))
+                assert publisher.publish(trace(-1, "x" * MAX_RECORD_BYTES, SESSIONS))
+            assert publisher.publish(trace(number, sessions=SESSIONS))
             if number % 20 == 0:
                 await asyncio.sleep(0.03)  # several sends, not one
         await eventually(lambda: published(service) + dropped(service) == CALLS + 1)
@@ -92,8 +74,7 @@ async def test_traces_arrive_once_in_their_sessions_partition_in_order(tmp_path,
         event = TraceRecorded.model_validate_json(record.value)
         by_session.setdefault(record.key, []).append(event.trace_id)
     assert by_session == {
-        f"session-{s}".encode(): [f"t-{n}" for n in range(s, CALLS, SESSIONS)]
-        for s in range(SESSIONS)
+        f"s-{s}".encode(): [f"t-{n}" for n in range(s, CALLS, SESSIONS)] for s in range(SESSIONS)
     }
     assert len({record.partition for record in records}) > 1
     assert dropped(service) == 1
