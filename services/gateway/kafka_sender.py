@@ -121,7 +121,11 @@ class KafkaSender:
             # A down or hung broker fails the send within its timeout.
             "message.timeout.ms": timeout_ms,
             "request.timeout.ms": timeout_ms,
+            # A broker that is away makes librdkafka log each reconnection (many a second);
+            # the publisher reports the outage itself (spill, reconnect). Its errors come
+            # through `error_cb`, its own log only when critical.
             "logger": logging.getLogger("interns.gateway.librdkafka"),
+            "log_level": 2,
             "error_cb": _log_error,
             **(options or {}),
         }
@@ -147,6 +151,8 @@ class KafkaSender:
             )
         except KafkaException as error:
             raise KafkaUnavailable(str(error.args[0] if error.args else error)) from None
+        finally:
+            self._producer.poll(0)  # the errors and log lines queued meanwhile
         topic = metadata.topics.get(self._topic)
         if topic is None or topic.error is not None or not topic.partitions:
             reason = topic.error if topic is not None else "unknown topic"
@@ -202,7 +208,7 @@ class KafkaSender:
 
 
 def _log_error(error: KafkaError) -> None:
-    # Connection errors while a broker is away repeat every second; the publisher reports
-    # the outage itself (spill, reconnect).
+    # Connection errors while a broker is away repeat; the publisher reports the outage
+    # itself (spill, reconnect).
     level = logging.ERROR if error.fatal() else logging.INFO
     logging.getLogger("interns.gateway.librdkafka").log(level, "kafka client: %s", error.str())
