@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.spill import FILE_NAME, SpillQueue
@@ -300,3 +301,43 @@ async def test_stop_keeps_the_batch_kafka_has_not_answered(tmp_path, service, dy
     assert trace_ids(values(SpillQueue(tmp_path, max_bytes=1 << 30))) == [
         f"t-{n}" for n in range(20)
     ]
+
+
+class BrokerWithoutTheTopic(FakeProducer):
+    """Answers, but has no trace topic until `created` (auto-creation off, say)."""
+
+    created = False
+    acknowledged: list[bytes] = []
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1):
+        metadata = super().list_topics(topic, timeout)
+        if not self.created:
+            metadata.topics[topic].error = "Broker: Unknown topic or partition"
+            metadata.topics[topic].partitions = {}
+        return metadata
+
+    def deliver(self, message: Message) -> int:
+        self.acknowledged.append(message.value())
+        return len(self.acknowledged) - 1
+
+
+async def test_a_broker_without_the_topic_gets_no_trace_until_it_has_it(
+    tmp_path, service, monkeypatch
+):
+    monkeypatch.setattr(BrokerWithoutTheTopic, "acknowledged", [])
+    broker = use_producer(monkeypatch, BrokerWithoutTheTopic)
+    publisher = TracePublisher("kafka:9092", service=service, spill_dir=tmp_path)
+    with capture_logs() as logs:
+        await publisher.start()
+        for number in range(20):
+            assert publisher.publish(trace(number))
+        await eventually(lambda: metric("interns_traces_spilled_total", service) == 20)
+        assert not publisher.connected and not broker.acknowledged
+        unreachable = [log for log in logs if log["event"].startswith("kafka unreachable")]
+        assert unreachable and "Unknown topic" in unreachable[0]["error"]
+
+        broker.created = True  # an operator creates it
+        await eventually(lambda: len(broker.acknowledged) == 20, within_s=15)
+    await publisher.stop(drain_s=1.0)
+    assert trace_ids(broker.acknowledged) == [f"t-{n}" for n in range(20)]
+    assert metric("interns_traces_dropped_total", service) == 0
