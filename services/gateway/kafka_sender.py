@@ -178,7 +178,8 @@ class KafkaSender:
                     self._topic, value, key, on_delivery=functools.partial(reports.report, index)
                 )
             except BufferError:
-                # librdkafka's queue is full: the rest waits for the next send.
+                # librdkafka's queue is full (Kafka has not taken 100,000 records): this
+                # record and the rest count as failed, and wait in the spill.
                 break
             except KafkaException as error:
                 code = error.args[0].code() if error.args else None
