@@ -41,6 +41,9 @@ POLL_INTERVAL_S = 0.005
 # The longest a connection probe blocks its thread: a broker that does not answer within it
 # is probed again (with backoff) rather than holding a thread for the whole send timeout.
 PROBE_TIMEOUT_S = 1.0
+# How long after the send timeout a send still waits for delivery reports: librdkafka
+# fails a record it could not deliver at the timeout, and reports it soon after.
+REPORT_GRACE_S = 1.0
 _SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
 
 
@@ -97,7 +100,7 @@ class KafkaSender:
         topic: str,
         *,
         send_timeout_s: float,
-        compression: str | None,
+        compression: str | None,  # None or "none": uncompressed
         client_id: str,
         options: dict[str, Any] | None = None,
     ):
@@ -187,7 +190,7 @@ class KafkaSender:
                 reports.deliveries[index] = Delivery(outcome, error=str(error))
                 continue
             reports.pending += 1
-        deadline = time.monotonic() + self._send_timeout_s + PROBE_TIMEOUT_S
+        deadline = time.monotonic() + self._send_timeout_s + REPORT_GRACE_S
         while True:
             producer.poll(0)
             if reports.pending <= 0 or time.monotonic() >= deadline:

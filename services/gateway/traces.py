@@ -57,13 +57,7 @@ from interns.common.metrics import (
     TRACES_SPILLED,
 )
 from interns.gateway.delivery import HeldTraces
-from interns.gateway.kafka_sender import (
-    MAX_RECORD_BYTES,
-    Delivery,
-    KafkaSender,
-    KafkaUnavailable,
-    Outcome,
-)
+from interns.gateway.kafka_sender import Delivery, KafkaSender, KafkaUnavailable, Outcome
 from interns.gateway.spill import SpillQueue
 
 log = get_logger(__name__)
@@ -96,14 +90,6 @@ COMPRESSION = "snappy"
 
 
 T = TypeVar("T")
-__all__ = [
-    "MAX_RECORD_BYTES",
-    "DisabledPublisher",
-    "EncodedTrace",
-    "Outcome",
-    "Trace",
-    "TracePublisher",
-]
 
 
 class Trace(Protocol):
@@ -159,7 +145,7 @@ class TracePublisher:
             bootstrap_servers,
             TraceRecorded.topic,
             send_timeout_s=send_timeout_s,
-            compression=None if compression in (None, "none") else compression,
+            compression=compression,
             client_id=f"interns-{service}",
             options=producer_options,
         )

@@ -14,8 +14,9 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
+from interns.gateway.kafka_sender import MAX_RECORD_BYTES
 from interns.gateway.settings import GatewaySettings
-from interns.gateway.traces import MAX_RECORD_BYTES, TracePublisher
+from interns.gateway.traces import TracePublisher
 from tests.gateway.kafka_fakes import FakeProducer, Message, use_producer
 
 PARTITIONS = [0, 1, 2, 3]

@@ -13,7 +13,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from interns.common.events import TraceRecorded
-from interns.gateway.traces import MAX_RECORD_BYTES, TracePublisher
+from interns.gateway.kafka_sender import MAX_RECORD_BYTES
+from interns.gateway.traces import TracePublisher
 from tests.conftest import eventually, free_port
 from tests.gateway.test_trace_batches import dropped, published, trace
 from tests.integration.tansu import TRACE_PARTITIONS, Broker
