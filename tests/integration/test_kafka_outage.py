@@ -31,8 +31,8 @@ from interns.common.db import make_engine, upgrade_database
 from interns.common.events import MessageRecord, TraceRecorded, TraceRequest
 from interns.gateway.traces import TracePublisher
 from interns.trace_collector.store import RawRecord, parse_records, write_traces
+from tests.common.tansu import Broker
 from tests.conftest import assert_never_waited, eventually, free_port
-from tests.integration.tansu import Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -15,9 +15,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from interns.common.events import TraceRecorded
 from interns.gateway.kafka_sender import MAX_RECORD_BYTES
 from interns.gateway.traces import TracePublisher
+from tests.common.tansu import TRACE_PARTITIONS, Broker
 from tests.conftest import eventually, free_port
 from tests.gateway.test_trace_batches import dropped, published, trace
-from tests.integration.tansu import TRACE_PARTITIONS, Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
