@@ -54,7 +54,16 @@ def _arguments_schema(
     # A parameter the tool does not declare is never right.
     schema["additionalProperties"] = False
     for name, values in (allowed or {}).items():
-        if isinstance(schema["properties"].get(name), dict) and values and defs is not None:
+        declared = schema["properties"].get(name)
+        if not isinstance(declared, dict) or not values or defs is None:
+            continue
+        if "enum" in declared:
+            # Of the enum, the values the prompt writes; all of them when it writes none.
+            written = set(values)
+            narrowed = [value for value in declared["enum"] if value in written]
+            if narrowed:
+                schema["properties"][name] = {**declared, "enum": narrowed}
+        else:
             schema["properties"][name] = {"$ref": f"#/$defs/{_define(defs, values)}"}
     return schema
 

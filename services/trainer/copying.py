@@ -10,9 +10,12 @@ spans (`spans`); an argument copied in at least `min_share` of at least `MIN_EXA
 examples is recorded in `intern.json` with the kind of its values (`value_kind`: digits
 with their punctuation, capitalised words, or any), and constrained decoding
 (constrained.py) then offers that argument only the spans of the request's prompt of that
-kind (a time argument cannot take a date, a city cannot be written in lower case).
-Arguments the expert computes (dates: the dialogues never say which day today is) stay
-free.
+kind (a time argument cannot take a date, a city cannot be written in lower case). An
+argument with an enum is copied the same way when its values stand in the prompt (a
+party size the agent's confirmation names): its enum shrinks to the values the prompt
+writes, and stays whole when the prompt writes none of them. Arguments the expert
+computes (dates: the dialogues never say which day today is) or infers ("reasonably
+priced" is `moderate`: 3 of 10 on SGD's restaurant searches) stay free.
 
 A span is one to `MAX_SPAN_WORDS` consecutive words of the prompt's text (its special
 tokens left out), as written or with each word capitalised ("vietnamese" is the category
@@ -54,13 +57,15 @@ def spans(text: str, max_words: int = MAX_SPAN_WORDS) -> set[str]:
 
 
 def string_arguments(tool: dict[str, Any]) -> set[str]:
-    """The tool's parameters that take any string (no enum: an enum is constrained already)."""
+    """The tool's parameters that take a string, with or without an enum (an enum argument
+    copied from the prompt may take only those of its values the prompt writes: the party
+    of 2 its confirmation names, not the 1 of "1 pm")."""
     function = tool.get("function", tool)
     properties = (function.get("parameters") or {}).get("properties") or {}
     return {
         name
         for name, schema in properties.items()
-        if isinstance(schema, dict) and schema.get("type") == "string" and "enum" not in schema
+        if isinstance(schema, dict) and schema.get("type") == "string"
     }
 
 

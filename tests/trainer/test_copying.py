@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+from interns.trainer.constrained import answer_schema
 from interns.trainer.copying import allowed_values, copied_arguments, spans, value_kind
 from interns.trainer.prompting import encode, prompt_budget
 from interns.trainer.runtime import InternRuntime
 from interns.trainer.training import TrainConfig, train
-from tests.trainer.test_constrained import request, tiny  # noqa: F401 (fixture)
+from tests.trainer.test_constrained import BUS, request, tiny  # noqa: F401 (fixture)
 from tests.trainer.test_ml_training import TINY, weather_example
 
 RESERVE = {
@@ -52,11 +53,15 @@ def test_an_argument_is_copied_when_its_value_stands_in_the_prompt_often_enough(
     # One city the expert knew from elsewhere: 6 of 7 copied (0.86).
     examples.append(_example("a table for 2, same place as before", "Sunnyvale", "2019-03-08"))
     assert copied_arguments(examples, min_share=0.8) == {
-        "ReserveRestaurant": {"city": "capitalized"}
+        "ReserveRestaurant": {"city": "capitalized", "party_size": "digits:"}
     }
-    # Dates are computed, never copied; the enum is constrained anyway; too few categories.
-    assert copied_arguments(examples, min_share=0.9) == {}
-    # "thai" is the category Thai; but four examples are too few to tell.
+    # Dates are computed, never copied; the party of 2 stands in every prompt (an enum
+    # argument is copied like any other); too few categories.
+    assert copied_arguments(examples, min_share=0.9) == {
+        "ReserveRestaurant": {"party_size": "digits:"}
+    }
+    # "thai" is the category Thai; but four examples are too few to tell. No prompt
+    # writes the party size here: it is not copied.
     thai = [_example(f"thai in {city}", city, "2019-03-01", category="Thai") for city in cities]
     assert copied_arguments(thai[:5], min_share=0.9) == {
         "ReserveRestaurant": {"category": "capitalized", "city": "capitalized"}
@@ -123,3 +128,22 @@ def test_a_trained_intern_records_what_it_copies_and_is_served_with_it(tmp_path)
     assert InternRuntime.load(model_dir).copied_arguments == copied
     plain = train(TINY, examples, TrainConfig(max_steps=1, batch_size=2), tmp_path / "off")
     assert InternRuntime.load(plain).copied_arguments == {}
+
+
+def test_a_copied_enum_argument_takes_the_value_the_prompt_writes(tiny):  # noqa: F811
+    model, tokenizer = tiny
+    bus = json.loads(json.dumps(BUS))
+    bus["function"]["parameters"]["required"].append("travelers")
+    requests = [
+        {"messages": [{"role": "user", "content": f"a bus for {n} from Fresno"}], "tools": [bus]}
+        for n in (1, 2, 3)
+    ]
+    copied = {"FindBus": {"travelers": "digits:"}}
+    runtime = InternRuntime(model, tokenizer, 256, 96, copied_arguments=copied)
+    written = [json.loads(text)["arguments"]["travelers"] for text, _ in runtime.generate(requests)]
+    assert written == ["1", "2", "3"]
+    # A prompt that writes none of the enum's values leaves the whole enum open.
+    schema = answer_schema(requests[0], {"FindBus": {"travelers": ["Fresno", "7"]}})
+    assert schema["properties"]["arguments"]["properties"]["travelers"]["enum"] == ["1", "2", "3"]
+    schema = answer_schema(requests[0], {"FindBus": {"travelers": ["3", "1", "bus"]}})
+    assert schema["properties"]["arguments"]["properties"]["travelers"]["enum"] == ["1", "3"]
