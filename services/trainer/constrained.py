@@ -45,6 +45,7 @@ def _arguments_schema(
     function: dict[str, Any],
     allowed: dict[str, list[str]] | None = None,
     defs: dict[str, Any] | None = None,
+    every_parameter: bool = False,
 ) -> dict[str, Any]:
     parameters = function.get("parameters")
     if not isinstance(parameters, dict) or not parameters.get("properties"):
@@ -65,6 +66,13 @@ def _arguments_schema(
                 schema["properties"][name] = {**declared, "enum": narrowed}
         else:
             schema["properties"][name] = {"$ref": f"#/$defs/{_define(defs, values)}"}
+    if every_parameter:
+        # Every parameter written, in order, null where the intern gives none.
+        schema["properties"] = {
+            name: {"anyOf": [declared, {"type": "null"}]}
+            for name, declared in schema["properties"].items()
+        }
+        schema["required"] = list(schema["properties"])
     return schema
 
 
@@ -80,10 +88,14 @@ def _define(defs: dict[str, Any], values: list[str]) -> str:
 
 
 def answer_schema(
-    request: dict[str, Any], allowed: dict[str, dict[str, list[str]]] | None = None
+    request: dict[str, Any],
+    allowed: dict[str, dict[str, list[str]]] | None = None,
+    every_parameter: bool = False,
 ) -> dict[str, Any] | None:
     """The JSON schema every valid answer to `request` follows, or None (free text).
-    `allowed`: by tool and argument, the only values an argument may take (copying.py)."""
+    `allowed`: by tool and argument, the only values an argument may take (copying.py);
+    `every_parameter`: the arguments write each parameter, null where absent
+    (prompting.answer_text)."""
     tools = [tool.get("function", tool) for tool in request.get("tools") or []]
     tools = [tool for tool in tools if isinstance(tool, dict) and tool.get("name")]
     if tools:
@@ -94,7 +106,9 @@ def answer_schema(
                 "type": "object",
                 "properties": {
                     "name": {"const": tool["name"]},
-                    "arguments": _arguments_schema(tool, allowed.get(tool["name"]), defs),
+                    "arguments": _arguments_schema(
+                        tool, allowed.get(tool["name"]), defs, every_parameter
+                    ),
                 },
                 "required": ["name", "arguments"],
                 "additionalProperties": False,
@@ -188,12 +202,14 @@ class AnswerGrammars:
         requests: list[dict[str, Any]],
         prompt_width: int,
         allowed: list[dict[str, dict[str, list[str]]] | None] | None = None,
+        every_parameter: bool = False,
     ) -> GrammarLogits | None:
-        """`allowed`: per request, the values its copied arguments may take (copying.py)."""
+        """`allowed`: per request, the values its copied arguments may take (copying.py);
+        `every_parameter`: the answer layout the intern was trained on."""
         grammars = []
         for index, request in enumerate(requests):
             values = allowed[index] if allowed else None
-            schema = answer_schema(request, values)
+            schema = answer_schema(request, values, every_parameter)
             if schema is None:
                 grammars.append(None)
                 continue

@@ -34,6 +34,10 @@ class PromptOptions:
     normalize_values: bool = False
     tool_results_first: bool = False
     keep_tool_calls: bool = False
+    # The answer (not the prompt) writes every parameter of its tool, null where the
+    # expert gave none (see answer_text); recorded with the prompt options for the same
+    # reason: the intern is served with the layout it was trained on.
+    every_parameter: bool = False
 
     @classmethod
     def from_description(cls, description: dict[str, Any]) -> PromptOptions:
@@ -104,8 +108,22 @@ def prompt_messages(
     return [{"role": "system", "content": system_prompt(request, tool_lines)}, *turns]
 
 
-def answer_text(message: dict[str, Any]) -> str:
-    """The training target for an expert's assistant message."""
+def tool_parameters(request: dict[str, Any], name: str) -> list[str]:
+    """The parameters the request's tool `name` declares ([] when it has no such tool)."""
+    for tool in request.get("tools") or []:
+        function = tool.get("function", tool)
+        if isinstance(function, dict) and function.get("name") == name:
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            return list(properties)
+    return []
+
+
+def answer_text(message: dict[str, Any], request: dict[str, Any] | None = None) -> str:
+    """The training target for an expert's assistant message. With `request` (the
+    `every_parameter` layout) a tool call writes every parameter its tool declares, null
+    where the expert gave none: the intern then decides on each parameter where its name
+    stands in the answer ("furnished" right after the word "furnished" of the
+    conversation) instead of skipping it after its neighbour."""
     calls = message.get("tool_calls") or []
     if calls:
         function = calls[0].get("function") or {}
@@ -115,6 +133,9 @@ def answer_text(message: dict[str, Any]) -> str:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError:
                 arguments = {"_raw": arguments}
+        if request is not None and isinstance(arguments, dict):
+            absent = dict.fromkeys(tool_parameters(request, function.get("name", "")))
+            arguments = {**absent, **arguments}
         # The name first: the model picks the tool, then fills its arguments.
         arguments_json = json.dumps(
             arguments, separators=(",", ":"), sort_keys=True, ensure_ascii=False
@@ -123,12 +144,15 @@ def answer_text(message: dict[str, Any]) -> str:
     return message.get("content") or ""
 
 
-def parse_answer(text: str, request: dict[str, Any]) -> dict[str, Any]:
+def parse_answer(
+    text: str, request: dict[str, Any], every_parameter: bool = False
+) -> dict[str, Any]:
     """The assistant message for a generated answer.
 
     For a request with tools, an answer that parses as `{"name", "arguments"}` becomes a
     tool call; anything else is returned as text (the router's checks then decide whether
-    the expert must answer instead).
+    the expert must answer instead). With `every_parameter` (the layout the intern was
+    trained on) the null arguments are the ones it leaves out.
     """
     text = text.strip()
     if request.get("tools") and text.startswith("{"):
@@ -138,6 +162,8 @@ def parse_answer(text: str, request: dict[str, Any]) -> dict[str, Any]:
             payload = None
         if isinstance(payload, dict) and isinstance(payload.get("name"), str):
             arguments = payload.get("arguments")
+            if every_parameter and isinstance(arguments, dict):
+                arguments = {key: value for key, value in arguments.items() if value is not None}
             return {
                 "role": "assistant",
                 "content": None,

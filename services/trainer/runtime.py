@@ -95,7 +95,9 @@ class InternRuntime:
                     )
                     for ids in prompts
                 ]
-            grammar = self.grammars.processor(requests, width, allowed)
+            grammar = self.grammars.processor(
+                requests, width, allowed, every_parameter=self.prompt.every_parameter
+            )
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
@@ -135,7 +137,7 @@ class InternRuntime:
             return []
         messages = []
         for (text, confidence), request in zip(self.generate(requests), requests, strict=True):
-            message = parse_answer(text, request)
+            message = parse_answer(text, request, self.prompt.every_parameter)
             message["confidence"] = round(confidence, 6)
             if self.defer_below is not None and confidence < self.defer_below:
                 message["defer"] = True

@@ -77,12 +77,18 @@ class TrainConfig:
     # Batches of examples of like length (transformers' length-grouped sampler: shuffled,
     # then sorted within windows of up to 50 batches), so less of each batch is padding.
     group_by_length: bool = False
+    # The answer writes every parameter of its tool, null where absent (prompting.answer_text).
+    every_parameter: bool = False
 
     @property
     def prompt(self) -> PromptOptions:
         """How this run renders a request as a prompt (recorded in intern.json)."""
         return PromptOptions(
-            self.tool_lines, self.normalize_values, self.tool_results_first, self.keep_tool_calls
+            self.tool_lines,
+            self.normalize_values,
+            self.tool_results_first,
+            self.keep_tool_calls,
+            self.every_parameter,
         )
 
 
@@ -126,7 +132,8 @@ class TrainingCancelled(Exception):
 
 def tokenize_example(tokenizer: Any, example: Example, config: TrainConfig) -> dict[str, list]:
     """input_ids and labels (the prompt masked), at most `config.max_length` tokens."""
-    answer = tokenizer(answer_text(example.answer), add_special_tokens=False)["input_ids"]
+    layout = example.request if config.every_parameter else None
+    answer = tokenizer(answer_text(example.answer, layout), add_special_tokens=False)["input_ids"]
     answer = answer[: config.answer_tokens] + [tokenizer.eos_token_id]
     prompt = prompt_ids(tokenizer, example.request, config)
     return {

@@ -8,7 +8,7 @@ import pytest
 
 from interns.trainer.constrained import answer_schema
 from interns.trainer.models import BaseModelSpec, load_base
-from interns.trainer.prompting import parse_answer
+from interns.trainer.prompting import PromptOptions, parse_answer
 from interns.trainer.runtime import InternRuntime
 
 TINY = BaseModelSpec("tiny", "config:tiny", "full", "Apache-2.0", 3.2, 2048, 200)
@@ -84,6 +84,27 @@ def test_an_untrained_model_still_answers_valid_tool_calls_when_constrained(tiny
     assert not any(
         parse_answer(text, requests[0]).get("tool_calls") for text, _ in free.generate(requests)
     )
+
+
+def test_with_every_parameter_the_answer_writes_each_parameter_in_order_or_null(tiny):
+    model, tokenizer = tiny
+    requests = [request(f"I need a bus for {n} people to Fresno") for n in range(4)]
+    options = PromptOptions(every_parameter=True)
+    runtime = InternRuntime(model, tokenizer, 256, 96, prompt=options)
+    for (text, _), one in zip(runtime.generate(requests), requests, strict=True):
+        payload = json.loads(text)
+        declared = {"FindBus": ["from_location", "to_location", "travelers"]}.get(
+            payload["name"], ["place_name"]
+        )
+        assert list(payload["arguments"]) == declared
+        assert payload["arguments"].get("travelers") in {None, "1", "2", "3"}
+        served = parse_answer(text, one, every_parameter=True)["tool_calls"][0]["function"]
+        assert None not in json.loads(served["arguments"]).values()
+    schema = answer_schema(requests[0], every_parameter=True)
+    bus = next(v for v in schema["anyOf"] if v["properties"]["name"]["const"] == "FindBus")
+    arguments = bus["properties"]["arguments"]
+    assert arguments["required"] == ["from_location", "to_location", "travelers"]
+    assert {"type": "null"} in arguments["properties"]["travelers"]["anyOf"]
 
 
 def test_an_intern_marks_the_answers_below_its_threshold_as_deferred(tiny):

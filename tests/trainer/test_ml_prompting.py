@@ -71,6 +71,23 @@ def test_a_tool_call_answer_round_trips_through_text():
     assert json.loads(function["arguments"]) == {"city": "Paris", "date": "2019-03-01"}
 
 
+def test_the_every_parameter_layout_writes_each_parameter_and_reads_nulls_as_absent():
+    request = weather_request("A table in Paris, please.")
+    expert = call("Book", {"city": "Paris"})
+    text = answer_text(expert, request)
+    assert text == '{"name":"Book","arguments":{"city":"Paris","seats":null}}'
+    parsed = parse_answer(text, request, every_parameter=True)
+    assert json.loads(parsed["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}
+    # The compact layout (the default) writes only the given arguments and keeps a null.
+    assert answer_text(expert) == '{"name":"Book","arguments":{"city":"Paris"}}'
+    kept = parse_answer(text, request)
+    assert json.loads(kept["tool_calls"][0]["function"]["arguments"])["seats"] is None
+    # An argument the tool does not declare is kept; a tool the request lacks adds nothing.
+    odd = answer_text(call("Book", {"city": "Paris", "note": "x"}), request)
+    assert json.loads(odd)["arguments"] == {"city": "Paris", "note": "x", "seats": None}
+    assert answer_text(call("Fly", {"to": "Oslo"}), request).endswith('{"to":"Oslo"}}')
+
+
 @pytest.mark.parametrize("text", ["Sunny in Paris.", '{"name": 3}', '{"name": "GetWeather", '])
 def test_an_answer_that_is_not_a_call_comes_back_as_text(text):
     assert parse_answer(text, weather_request("Weather in Paris?")) == {

@@ -171,16 +171,21 @@ def test_the_served_intern_normalizes_as_it_was_trained(tmp_path):
         normalize_values=True,
         tool_results_first=True,
         keep_tool_calls=True,
+        every_parameter=True,
     )
     model_dir = train(TINY, examples, config, tmp_path)
     runtime = InternRuntime.load(model_dir)
     assert runtime.prompt == PromptOptions(
-        tool_lines=False, normalize_values=True, tool_results_first=True, keep_tool_calls=True
+        tool_lines=False,
+        normalize_values=True,
+        tool_results_first=True,
+        keep_tool_calls=True,
+        every_parameter=True,
     )
     description_file = model_dir / "intern.json"
     description = json.loads(description_file.read_text())
     del description["normalize_values"], description["tool_results_first"]
-    del description["keep_tool_calls"]
+    del description["keep_tool_calls"], description["every_parameter"]
     description_file.write_text(json.dumps(description))
     runtime = InternRuntime.load(model_dir)
     assert runtime.prompt == PromptOptions(tool_lines=False)
