@@ -59,7 +59,7 @@ def spans(text: str, max_words: int = MAX_SPAN_WORDS) -> set[str]:
 def string_arguments(tool: dict[str, Any]) -> set[str]:
     """The tool's parameters that take a string, with or without an enum (an enum argument
     copied from the prompt may take only those of its values the prompt writes: the party
-    of 2 its confirmation names, not the 1 of "1 pm")."""
+    of 2 the agent's confirmation names, not a 1 the intern is drawn to)."""
     function = tool.get("function", tool)
     properties = (function.get("parameters") or {}).get("properties") or {}
     return {
