@@ -86,8 +86,9 @@ class TrainingOptions(BaseModel):
         False,
         description="Batch examples of like length together, so less of each batch is padding",
     )
-    # Measured on task-201e81267a49 (same split and seed, one run): 0.80 exact against the
-    # defaults' 0.82-0.84, within a run's spread (README, Benchmarks); off until runs tell.
+    # Measured (same split and seed, one run each): task-201e81267a49 0.80 exact against the
+    # defaults' 0.82-0.84, task-23d7a37b9952 0.92 without dates against 0.95, both within a
+    # run's spread (README, Benchmarks); off until runs tell.
     every_parameter: bool = Field(
         False,
         description="A tool call's answer writes every parameter of its tool, null where the"
